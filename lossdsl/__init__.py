@@ -1,1 +1,40 @@
-"""lossdsl."""
+"""lossdsl: a declarative language for loss functions, compiled to PyTorch and JAX with
+gradients generated symbolically."""
+
+__version__ = "0.1.0"
+
+from lossdsl.api import Spec, load, load_all, parse  # noqa: E402
+from lossdsl.errors import (  # noqa: E402
+    ArityError,
+    BackendError,
+    CallError,
+    ElementTypeError,
+    LimitError,
+    LossDSLError,
+    ParamError,
+    ParseError,
+    ResolveError,
+    ShapeError,
+    SourceError,
+    Span,
+)
+
+__all__ = [
+    "ArityError",
+    "BackendError",
+    "CallError",
+    "ElementTypeError",
+    "LimitError",
+    "LossDSLError",
+    "ParamError",
+    "ParseError",
+    "ResolveError",
+    "ShapeError",
+    "SourceError",
+    "Span",
+    "Spec",
+    "__version__",
+    "load",
+    "load_all",
+    "parse",
+]

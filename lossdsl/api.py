@@ -1,0 +1,174 @@
+"""The Python API: compose the stages (LANGUAGE.md section 8).
+
+```python
+spec = lossdsl.load("specs/focal.loss")
+focal = spec.compile("torch", gamma=2.0)
+```
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from lossdsl import cache, codegen, loader, runtime
+from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo
+from lossdsl.errors import BackendError, ParamError
+from lossdsl.ir import LossIR
+from lossdsl.lower import lower
+from lossdsl.parser import parse as parse_text
+from lossdsl.resolve import resolve, resolve_all, validate_param
+from lossdsl.rewrite import Rewrite, rewrite
+
+BACKENDS = ("torch", "jax")
+
+
+class Spec:
+    """One checked loss of a .loss file."""
+
+    def __init__(self, checked: CheckedLoss, text: str) -> None:
+        self.checked = checked
+        self.text = text
+
+    def __repr__(self) -> str:
+        inputs = ", ".join(f"{i.name}: {_describe(i)}" for i in self.inputs)
+        return f"<lossdsl.Spec {self.name}({inputs})>"
+
+    @property
+    def name(self) -> str:
+        return self.checked.name
+
+    @property
+    def doc(self) -> str:
+        return self.checked.doc
+
+    @property
+    def inputs(self) -> tuple[InputInfo, ...]:
+        return self.checked.inputs
+
+    @property
+    def params(self) -> tuple[ParamInfo, ...]:
+        return self.checked.params
+
+    @cached_property
+    def ir(self) -> LossIR:
+        """The lowered IR (SymPy), before stability rewrites."""
+        return lower(self.checked)
+
+    @cached_property
+    def _stable(self) -> tuple[LossIR, list[Rewrite]]:
+        return rewrite(self.ir)
+
+    @property
+    def stable_ir(self) -> LossIR:
+        """The IR after stability rewrites: what code is generated from."""
+        return self._stable[0]
+
+    @property
+    def rewrites(self) -> list[Rewrite]:
+        return self._stable[1]
+
+    def check(self) -> Any:
+        """The differentiability certificate, domain hazards and rewrites."""
+        from lossdsl.analysis import analyse
+
+        return analyse(self.ir, self.stable_ir, self.rewrites)
+
+    def bind_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate param values; scalars are checked against type and `where`."""
+        known = {p.name: p for p in self.params}
+        for name in params:
+            if name not in known:
+                raise ParamError(
+                    self.checked.span,
+                    f"loss `{self.name}` has no param `{name}`",
+                    f"its params are: {', '.join(known) or '(none)'}",
+                )
+        bound: dict[str, Any] = {}
+        for info in self.params:
+            value = params.get(info.name, info.default)
+            if value is None:
+                raise ParamError(
+                    info.span,
+                    f"param `{info.name}` has no default and no value was given",
+                    f"pass it: `compile(..., {info.name}=...)`",
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if not info.dims and getattr(value, "ndim", 1) == 0:
+                    value = float(value)  # a 0-d tensor or array for a scalar param
+                elif not info.dims:
+                    raise ParamError(info.span, f"param `{info.name}` must be a number", "")
+                else:
+                    runtime.check_param_values(info, value)
+            if isinstance(value, (int, float)):
+                validate_param(info, float(value), info.span)
+                value = float(value)
+            bound[info.name] = value
+        return bound
+
+    def emit(self, backend: str = "torch", **params: Any) -> str:
+        """The standalone module source (what `lossdsl compile` writes)."""
+        bound = self.bind_params(params)
+        return self._source(backend, bound)[0]
+
+    def _source(self, backend: str, bound: dict[str, Any]) -> tuple[str, str]:
+        if backend not in BACKENDS:
+            raise BackendError(
+                None, f"unknown backend `{backend}`", f"choose one of: {', '.join(BACKENDS)}"
+            )
+        scalars = {k: v for k, v in bound.items() if isinstance(v, float)}
+        key = cache.key(self.text, self.name, scalars, backend)
+
+        def build() -> str:
+            plan = codegen.specialise(self.stable_ir, bound)
+            if backend == "torch":
+                from lossdsl.backends import torch as emitter
+            else:
+                from lossdsl.backends import jax as emitter
+            return emitter.emit(plan)
+
+        return cache.source(key, build), key
+
+    def compile(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
+        """A callable ``loss(*inputs)`` built from exactly the source :meth:`emit` returns."""
+        runtime.framework(backend)
+        bound = self.bind_params(params)
+        source, key = self._source(backend, bound)
+        module = _modules.get(key)
+        if module is None:
+            module = _modules.setdefault(key, runtime.load_module(source, self.name, key))
+        tensors = {k: v for k, v in bound.items() if not isinstance(v, float)}
+        return runtime.CompiledLoss(self.stable_ir, module, backend, tensors)
+
+    def torch_module(self, **params: Any) -> Any:
+        """A ``torch.nn.Module`` computing this loss, with its params as buffers."""
+        from lossdsl.modules import LossModule
+
+        return LossModule(self, params)
+
+
+_modules: dict[str, Any] = {}
+
+
+def _describe(info: InputInfo) -> str:
+    dims = f"[{', '.join(info.dims)}]" if info.dims else ""
+    return f"{info.elem}{dims}" + (f" of {info.of}" if info.of else "")
+
+
+def load(path: str | Path, name: str | None = None) -> Spec:
+    """Load one loss from a .loss file (the only one, the last one, or the one named)."""
+    scope = loader.load_file(path)
+    return Spec(resolve(scope, name), scope.module.source.text)
+
+
+def load_all(path: str | Path) -> list[Spec]:
+    """Every loss a .loss file declares itself."""
+    scope = loader.load_file(path)
+    return [Spec(c, scope.module.source.text) for c in resolve_all(scope)]
+
+
+def parse(text: str, filename: str = "<string>", name: str | None = None) -> Spec:
+    """Load one loss from source text; `use` paths are relative to ``filename``'s folder."""
+    scope = loader.scope_of(parse_text(text, filename))
+    return Spec(resolve(scope, name), text)

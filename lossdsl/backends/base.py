@@ -1,0 +1,208 @@
+"""The printer both backends share: SymPy's PythonCodePrinter with our nodes, dispatching on
+the node class (``_print_X``) and differing per backend mostly in the lookup table ``FUNCTIONS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from lossdsl import ir
+from lossdsl.codegen import Layout, py_name, size_name
+from lossdsl.errors import BackendError, Span
+
+# IR function class name -> the builtin's name in the language (for error messages).
+_ELEMENTWISE = (
+    "exp log log1p expm1 sin cos tanh erf Abs sign Sign Floor Ceil Round Sigmoid Softplus Relu"
+).split()
+
+
+class TensorPrinter(PythonCodePrinter):
+    """Prints IR expressions as array code over layout tensors (see lossdsl.codegen.Layout)."""
+
+    backend: ClassVar[str] = ""
+    # IR function name -> format string with {0}, {1}, ... for the printed arguments.
+    FUNCTIONS: ClassVar[dict[str, str]] = {}
+    # Reductions: IR class name -> format with {arg} and {axes} (a tuple literal).
+    REDUCTIONS: ClassVar[dict[str, str]] = {}
+    WHERE = ""
+    LOGICAL = {"And": "", "Or": "", "Not": ""}
+    ASTYPE = ""  # format with {x}: cast a boolean tensor to the computation's dtype
+
+    def __init__(
+        self, layout: Layout, names: dict[sympy.Symbol, str], spans: dict[Any, Span] | None = None
+    ) -> None:
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        self.layout = layout
+        self.names = names
+        self.spans = spans or {}
+
+    def doprint(self, expr: Any, assign_to: Any = None) -> str:  # noqa: D102
+        return super().doprint(expr, assign_to)
+
+    # Constant subexpressions (sqrt(2), log(3), ...) become float literals.
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Integer:
+            value = float(expr.evalf(17))
+            return repr(value) if value == value and abs(value) != float("inf") else self._inf(value)
+        return super()._print(expr, **kwargs)  # type: ignore[no-any-return]
+
+    def _inf(self, value: float) -> str:
+        return "float('nan')" if value != value else ("float('inf')" if value > 0 else "-float('inf')")
+
+    # Leaves print as the generated code's variable names.
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        if expr in self.names:
+            return self.names[expr]
+        name = ir.leaf_name(expr)
+        return size_name(name[2:]) if name.startswith("n_") and "|" not in expr.name else py_name(name)
+
+    # The generic fallback names the backend and the node, never prints Python that fails later.
+    def _print_Function(self, expr: sympy.Function) -> str:
+        name = type(expr).__name__
+        if name in self.FUNCTIONS:
+            return self.FUNCTIONS[name].format(*(self._print(a) for a in expr.args))
+        raise BackendError(
+            self.spans.get(expr),
+            f"the {self.backend} backend cannot print `{name}`",
+            "report this; meanwhile rewrite the expression with other builtins",
+        )
+
+    # Powers: squares as products (exact and fast), roots as sqrt/rsqrt.
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
+        base, exp = expr.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if exp == 2:
+            return f"{b} * {b}" if isinstance(base, sympy.Symbol) else f"{b}**2"
+        if exp == sympy.S.Half:
+            return self.FUNCTIONS["sqrt"].format(self._print(base))
+        if exp == -sympy.S.Half:
+            return self.FUNCTIONS["rsqrt"].format(self._print(base))
+        if exp == -1:
+            return f"1 / {b}"
+        e = self.parenthesize(exp, sympy.printing.precedence.PRECEDENCE["Pow"])
+        return f"{b}**{e}"
+
+    # Booleans combine elementwise, not with Python's short-circuit `and`.
+    def _print_And(self, expr: sympy.And) -> str:
+        return self._fold(self.LOGICAL["And"], expr.args)
+
+    def _print_Or(self, expr: sympy.Or) -> str:
+        return self._fold(self.LOGICAL["Or"], expr.args)
+
+    def _print_Not(self, expr: sympy.Not) -> str:
+        return self.LOGICAL["Not"].format(self._print(expr.args[0]))
+
+    def _fold(self, template: str, args: tuple[Any, ...]) -> str:
+        printed = self._print(args[0])
+        for arg in args[1:]:
+            printed = template.format(printed, self._print(arg))
+        return printed
+
+    # Conditions select with `where`; two constant branches are arithmetic on the mask so the
+    # result keeps the inputs' dtype and device.
+    def _print_Piecewise(self, expr: sympy.Piecewise) -> str:
+        (value, cond), rest = expr.args[0], expr.args[1:]
+        if cond is sympy.true or not rest:
+            return self._print(value)
+        other = rest[0][0] if len(rest) == 1 and rest[0][1] is sympy.true else None
+        orelse = sympy.Piecewise(*rest, evaluate=False) if other is None else other
+        if value.is_number and orelse.is_number:
+            mask = self.ASTYPE.format(x=self._print(cond))
+            if orelse == 0:
+                return mask if value == 1 else f"{self._print(value)} * {mask}"
+            return f"({self._print(orelse)} + {self._print(value - orelse)} * {mask})"
+        return self.WHERE.format(self._print(cond), self._print(value), self._print(orelse))
+
+    # Heaviside(x, h) from max/min derivatives: ties split by h (1/2 by default, like torch).
+    def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
+        x = expr.args[0]
+        h0 = expr.args[1] if len(expr.args) > 1 else sympy.S.Half
+        return self._print(
+            sympy.Piecewise((1, x > 0), (h0, sympy.Eq(x, 0)), (0, True), evaluate=False)
+        )
+
+    # Elementwise max/min against a number clamps; between tensors it is maximum/minimum.
+    def _print_Max(self, expr: sympy.Max) -> str:
+        return self._minmax(expr, "max")
+
+    def _print_Min(self, expr: sympy.Min) -> str:
+        return self._minmax(expr, "min")
+
+    def _minmax(self, expr: Any, which: str) -> str:
+        numbers = [a for a in expr.args if a.is_number]
+        tensors = [self._print(a) for a in expr.args if not a.is_number]
+        printed = tensors[0]
+        for other in tensors[1:]:
+            printed = self.FUNCTIONS[f"{which}imum"].format(printed, other)
+        if numbers:
+            bound = self._print(numbers[0])
+            printed = self.FUNCTIONS[f"clamp_{which}"].format(printed, bound)
+        return printed
+
+    def _print_Clamp(self, expr: ir.Clamp) -> str:
+        x, lo, hi = (self._print(a) for a in expr.args)
+        return self.FUNCTIONS["Clamp"].format(x, lo, hi)
+
+    # Tensor ops: axes come from the layout, every reduction keeps its dims (size 1).
+    def _reduce(self, kind: str, expr: Any) -> str:
+        axes = self.layout.axes(ir.dim_names(expr.args[1]))
+        return self.REDUCTIONS[kind].format(arg=self._print(expr.args[0]), axes=repr(axes))
+
+    def _print_ReduceSum(self, expr: ir.ReduceSum) -> str:
+        return self._reduce("sum", expr)
+
+    def _print_ReduceMax(self, expr: ir.ReduceMax) -> str:
+        return self._reduce("max", expr)
+
+    def _print_ReduceMin(self, expr: ir.ReduceMin) -> str:
+        return self._reduce("min", expr)
+
+    def _print_ReduceProd(self, expr: ir.ReduceProd) -> str:
+        return self._reduce("prod", expr)
+
+    def _print_LogSumExp(self, expr: ir.LogSumExp) -> str:
+        return self._reduce("logsumexp", expr)
+
+    # norm[D](x, eps) = sqrt(sum[D](x^2) + eps)
+    def _print_Norm(self, expr: ir.Norm) -> str:
+        arg, dims, eps = expr.args
+        squares = ir.ReduceSum.make(arg**2, ir.dim_names(dims))
+        return self._print(sympy.sqrt(squares + eps) if eps != 0 else self._norm(arg, dims))
+
+    def _norm(self, arg: Any, dims: Any) -> Any:
+        return sympy.sqrt(ir.ReduceSum.make(arg**2, ir.dim_names(dims)))
+
+    def _print_Softmax(self, expr: ir.Softmax) -> str:
+        return self.REDUCTIONS["softmax"].format(
+            arg=self._print(expr.args[0]), axes=self.layout.axis(ir.dim_names(expr.args[1])[0])
+        )
+
+    def _print_LogSoftmax(self, expr: ir.LogSoftmax) -> str:
+        return self.REDUCTIONS["log_softmax"].format(
+            arg=self._print(expr.args[0]), axes=self.layout.axis(ir.dim_names(expr.args[1])[0])
+        )
+
+    def _print_Gather(self, expr: ir.Gather) -> str:
+        return self.REDUCTIONS["gather"].format(
+            arg=self._print(expr.args[0]),
+            index=self._print(expr.args[1]),
+            axes=self.layout.axis(str(expr.args[2].name)),
+        )
+
+    def _print_OneHot(self, expr: ir.OneHot) -> str:
+        dim = str(expr.args[1].name)
+        positions = self.REDUCTIONS["arange"].format(
+            size=size_name(dim), shape=self.layout.shape(frozenset({dim}))
+        )
+        return self.ASTYPE.format(x=f"({positions} == {self._print(expr.args[0])})")
+
+
+def install_table(cls: type[TensorPrinter]) -> type[TensorPrinter]:
+    """Route SymPy's own elementwise functions (exp, log, ...) through the lookup table."""
+    for name in _ELEMENTWISE:
+        if name in cls.FUNCTIONS:
+            setattr(cls, f"_print_{name}", TensorPrinter._print_Function)
+    return cls

@@ -1,0 +1,80 @@
+"""The compile cache: emitted module source keyed by a hash of (spec text, loss, params,
+backend, lossdsl version), in memory and on disk.
+
+The disk directory is ``$LOSSDSL_CACHE_DIR`` or ``~/.cache/lossdsl``; if it cannot be written
+(read-only, missing permissions) the cache silently stays in memory. Writes go to a temporary
+file renamed into place, so concurrent processes and threads never read half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from lossdsl import __version__
+
+_lock = threading.Lock()
+_memory: dict[str, str] = {}
+_key_locks: dict[str, threading.Lock] = {}
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("LOSSDSL_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "lossdsl"
+
+
+def key(text: str, loss: str, params: dict[str, object], backend: str) -> str:
+    payload = json.dumps(
+        {"text": text, "loss": loss, "params": params, "backend": backend, "v": __version__},
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def source(cache_key: str, build: Callable[[], str]) -> str:
+    """The cached source for a key, building (once, even across threads) if absent."""
+    if cache_key in _memory:
+        return _memory[cache_key]
+    with _lock:
+        key_lock = _key_locks.setdefault(cache_key, threading.Lock())
+    with key_lock:
+        if cache_key in _memory:
+            return _memory[cache_key]
+        text = _read(cache_key)
+        if text is None:
+            text = build()
+            _write(cache_key, text)
+        _memory[cache_key] = text
+        return text
+
+
+def _read(cache_key: str) -> str | None:
+    path = cache_dir() / f"{cache_key}.py"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _write(cache_key: str, text: str) -> None:
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, directory / f"{cache_key}.py")
+    except OSError:
+        pass  # read-only or unwritable cache: memory only
+
+
+def clear_memory() -> None:
+    """Forget in-memory entries (tests use it to measure cold and warm paths)."""
+    with _lock:
+        _memory.clear()

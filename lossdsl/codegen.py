@@ -1,0 +1,189 @@
+"""What every backend prints: a loss specialised to its param values, its gradient or tangent,
+guarded against NaN leaks from unselected branches, and split into named statements by CSE.
+
+Layout: every tensor in generated code has one axis per dim of the loss, in canonical order,
+with size 1 along the dims it lacks, so broadcasting by *name* is NumPy broadcasting.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+import sympy
+from sympy import Symbol
+from sympy.codegen.cfunctions import log1p
+
+from lossdsl import derive, ir
+from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.lower import constant
+
+# Names the generated code itself uses; spec names equal to one of these get a trailing `_`.
+_TAKEN = frozenset(
+    {"torch", "jax", "jnp", "F", "dtype", "grad", "needs", "ctx", "inputs", "output", "primals"}
+    | {"tangents", "math", "np", "self", "cls", "LossInputError", "value", "tangent", "out"}
+    | set(dir(__builtins__) if isinstance(__builtins__, dict) else dir(__import__("builtins")))
+)
+
+
+def py_name(name: str) -> str:
+    """A spec name as a Python identifier that shadows nothing the generated code uses."""
+    if name.startswith("_"):
+        name = "v" + name
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _TAKEN:
+        name += "_"
+    return name
+
+
+@dataclass
+class Layout:
+    order: tuple[str, ...]
+
+    def axis(self, dim: str) -> int:
+        return self.order.index(dim)
+
+    def axes(self, dims: tuple[str, ...] | frozenset[str]) -> tuple[int, ...]:
+        return tuple(sorted(self.axis(d) for d in dims))
+
+    def shape(self, dims: tuple[str, ...] | frozenset[str]) -> str:
+        """The layout shape of a value with these dims, as Python source."""
+        sizes = [size_name(d) if d in dims else "1" for d in self.order]
+        return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+
+def size_name(dim: str) -> str:
+    return dim if dim.isdigit() else f"n_{dim}"
+
+
+@dataclass
+class Plan:
+    """A loss ready to print: specialised, differentiated, guarded."""
+
+    loss: ir.LossIR
+    value: sympy.Expr
+    layout: Layout
+    params: dict[str, float]  # scalar params, baked into the source
+    tensor_params: list[ParamInfo]  # params given as tensors at call time
+    grads: dict[str, sympy.Expr] = field(default_factory=dict)  # input -> gradient (layout)
+    tangent: sympy.Expr | None = None
+    wrt: list[InputInfo] = field(default_factory=list)
+
+    @property
+    def output_dims(self) -> tuple[str, ...]:
+        dims = ir.dims_of(self.value)
+        return tuple(d for d in self.layout.order if d in dims)
+
+
+def specialise(loss: ir.LossIR, params: dict[str, object]) -> Plan:
+    """Substitute scalar param values into the loss; tensor-valued params stay symbols."""
+    scalars: dict[str, float] = {}
+    tensors: list[ParamInfo] = []
+    subs: dict[sympy.Basic, sympy.Basic] = {}
+    for info in loss.params:
+        value = params.get(info.name, info.default)
+        if isinstance(value, (int, float)):
+            scalars[info.name] = float(value)
+            subs[loss.param_symbols[info.name]] = constant(float(value))
+        else:
+            tensors.append(info)
+    value = loss.output.xreplace(subs) if subs else loss.output
+    return Plan(loss, value, Layout(loss.order), scalars, tensors, wrt=loss.differentiated())
+
+
+def cotangent(plan: Plan) -> Symbol:
+    return ir.leaf("grad", plan.output_dims)
+
+
+def tangent_symbol(leaf: Symbol) -> Symbol:
+    return ir.leaf("d_" + ir.leaf_name(leaf), tuple(sorted(ir.dims_of(leaf))))
+
+
+def with_gradients(plan: Plan) -> Plan:
+    """Reverse mode, for PyTorch: one gradient per differentiated input (its own leaf plus its
+    unpacked components, concatenated by the backend)."""
+    leaves = [s for info in plan.wrt for s in plan.loss.leaves_of(info.name)]
+    grads = derive.vjp(plan.value, leaves, cotangent(plan))
+    plan.grads = {ir.leaf_name(s): guard(g) for s, g in grads.items()}
+    return plan
+
+
+def with_tangent(plan: Plan) -> Plan:
+    """Forward mode, for JAX's custom_jvp."""
+    leaves = [s for info in plan.wrt for s in plan.loss.leaves_of(info.name)]
+    plan.tangent = guard(derive.jvp(plan.value, {s: tangent_symbol(s) for s in leaves}))
+    return plan
+
+
+# --- the "double where": unselected branches never see arguments that make NaN --------------
+
+
+def _unsafe_argument(e: sympy.Basic) -> sympy.Basic | None:
+    """The argument of ``e`` that must stay in a safe range, if ``e`` can make NaN or inf."""
+    if isinstance(e, (sympy.log, log1p)) and not e.args[0].is_positive:
+        return e.args[0]
+    if isinstance(e, sympy.Pow) and not e.base.is_positive:
+        exponent = e.exp
+        if exponent.is_negative or not exponent.is_integer:
+            return e.base
+    return None
+
+
+def _guard_branch(expr: sympy.Basic, selected: sympy.Basic) -> sympy.Basic:
+    if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
+        return expr
+    expr = expr.func(*(_guard_branch(a, selected) for a in expr.args))
+    arg = _unsafe_argument(expr)
+    if arg is None or arg.is_number:
+        return expr
+    safe = sympy.Piecewise((arg, selected), (sympy.S.One, True))
+    return expr.xreplace({arg: safe})
+
+
+def guard(expr: sympy.Basic) -> sympy.Basic:
+    """Rewrite every ``Piecewise`` so that the arguments of log, division and fractional powers
+    in a branch are replaced by 1 where that branch is not selected."""
+    if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
+        return expr
+    expr = expr.func(*(guard(a) for a in expr.args))
+    if not isinstance(expr, sympy.Piecewise):
+        return expr
+    pieces = []
+    earlier: list[sympy.Basic] = []
+    for value, cond in expr.args:
+        selected = sympy.And(cond, *(sympy.Not(c) for c in earlier)) if earlier else cond
+        pieces.append((_guard_branch(value, selected) if selected is not sympy.true else value, cond))
+        earlier.append(cond)
+    return sympy.Piecewise(*pieces, evaluate=False)
+
+
+# --- statements ----------------------------------------------------------------------------
+
+
+@dataclass
+class Program:
+    """Straight-line code: named assignments, then result expressions."""
+
+    assignments: list[tuple[Symbol, sympy.Basic]]
+    results: list[sympy.Basic]
+    names: dict[Symbol, str]
+
+
+def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
+    """CSE over all results at once; temporaries that are a binding of the spec take its name."""
+    temps = sympy.numbered_symbols("_cse")
+    assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
+    bindings = {}
+    if plan is not None:
+        subs = {loss.param_symbols[k]: constant(v) for k, v in plan.params.items()}
+        bindings = {k.xreplace(subs): v for k, v in loss.names.items()}
+    names: dict[Symbol, str] = {}
+    used: set[str] = set()
+    full: dict[Symbol, sympy.Basic] = {}
+    for i, (temp, rhs) in enumerate(assignments):
+        full[temp] = rhs.xreplace(full)
+        name = py_name(bindings[full[temp]]) if full[temp] in bindings else f"t{i}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        names[temp] = name
+    return Program(list(assignments), list(results), names)

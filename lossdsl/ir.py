@@ -1,0 +1,436 @@
+"""The IR: SymPy expressions over one Symbol per input (its element type's assumptions), plus a
+small set of custom SymPy Function classes for what SymPy lacks.
+
+A leaf symbol's dims are part of its name, ``"logits|N,C"``, so :func:`dims_of` is a pure
+function of an expression and two losses can never confuse their symbols. Tensor operations
+(reductions, normalisations, gathers, one-hots) carry their dims as ``Tuple(Str(...))`` args
+and know their own derivatives in both modes (:meth:`TensorOp.vjp`, :meth:`TensorOp.jvp`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy
+from sympy import Function, Piecewise, S, Symbol, Tuple
+from sympy.core.symbol import Str
+
+from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.errors import Span
+
+# --- leaves --------------------------------------------------------------------------------
+
+ASSUMPTIONS = {
+    "Real": {"real": True},
+    "Positive": {"positive": True},
+    "NonNegative": {"nonnegative": True},
+    "Prob": {"nonnegative": True},
+    "Binary": {"integer": True, "nonnegative": True},
+    "Index": {"integer": True, "nonnegative": True},
+}
+
+
+def leaf(name: str, dims: tuple[str, ...], elem: str = "Real") -> Symbol:
+    """The symbol of an input, param, component or intermediate with these dims."""
+    return Symbol(f"{name}|{','.join(dims)}" if dims else name, **ASSUMPTIONS[elem])
+
+
+def leaf_name(symbol: Symbol) -> str:
+    return symbol.name.split("|", 1)[0]
+
+
+def size(dim: str) -> sympy.Expr:
+    """``size(D)``: a literal dim is its number, a named one a positive integer symbol."""
+    return sympy.Integer(int(dim)) if dim.isdigit() else Symbol(f"n_{dim}", positive=True, integer=True)
+
+
+def dims_tuple(dims: tuple[str, ...] | frozenset[str]) -> Tuple:
+    return Tuple(*(Str(d) for d in sorted(dims)))
+
+
+def dim_names(t: Tuple) -> tuple[str, ...]:
+    return tuple(str(d.name) for d in t.args)
+
+
+@lru_cache(maxsize=65536)
+def dims_of(expr: sympy.Basic) -> frozenset[str]:
+    """The dims an expression varies along (broadcasting aligns them by name)."""
+    if isinstance(expr, Symbol):
+        return frozenset(expr.name.split("|", 1)[1].split(",")) if "|" in expr.name else frozenset()
+    if isinstance(expr, TensorOp):
+        return expr.result_dims()
+    if isinstance(expr, (Str, Tuple)) and not expr.free_symbols:
+        return frozenset()
+    found: frozenset[str] = frozenset()
+    for arg in expr.args:
+        found |= dims_of(arg)
+    return found
+
+
+# --- elementwise functions SymPy lacks -----------------------------------------------------
+
+
+class Sigmoid(Function):
+    """``1 / (1 + exp(-x))``; its derivative is written ``sigmoid(x) * sigmoid(-x)`` so that
+    neither factor is computed as ``1 - sigmoid(x)`` (which cancels to 0 for large x)."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x = self.args[0]
+        return Sigmoid(x) * Sigmoid(-x)
+
+    def _eval_is_positive(self) -> bool | None:
+        return True if self.args[0].is_real else None
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return S.Half if x == 0 else None
+
+
+class Softplus(Function):
+    """``log(1 + exp(x))``, computed without overflow."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return Sigmoid(self.args[0])
+
+    def _eval_is_positive(self) -> bool | None:
+        return True if self.args[0].is_real else None
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class Relu(Function):
+    """``max(x, 0)``; derivative 0 at 0 (like ``torch.relu``)."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return Piecewise((S.One, self.args[0] > 0), (S.Zero, True))
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return True if self.args[0].is_real else None
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class Clamp(Function):
+    """``clamp(x, lo, hi)``; derivative 1 on the closed interval (like ``torch.clamp``)."""
+
+    nargs = 3
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x, lo, hi = self.args
+        if argindex == 1:
+            return Piecewise((S.One, sympy.And(x >= lo, x <= hi)), (S.Zero, True))
+        if argindex == 2:
+            return Piecewise((S.One, x < lo), (S.Zero, True))
+        return Piecewise((S.One, sympy.And(x > hi, x >= lo)), (S.Zero, True))
+
+    def _eval_is_real(self) -> bool | None:
+        return all(a.is_real for a in self.args) or None
+
+
+class _Step(Function):
+    """A piecewise-constant function: derivative zero almost everywhere."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.Zero
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_integer(self) -> bool | None:
+        return True if self.args[0].is_real else None
+
+
+class Sign(_Step):
+    pass
+
+
+class Floor(_Step):
+    pass
+
+
+class Ceil(_Step):
+    pass
+
+
+class Round(_Step):
+    """Round half to even, as torch.round and jnp.round do."""
+
+
+# --- tensor operations ---------------------------------------------------------------------
+
+
+class TensorOp(Function):
+    """A node that mixes elements along dims. Subclasses define the result's dims and the
+    cotangent (vjp) and tangent (jvp) rules used by :mod:`lossdsl.derive`."""
+
+    def result_dims(self) -> frozenset[str]:
+        raise NotImplementedError(type(self).__name__)
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        """The cotangent of this op's first argument, given the cotangent of its result."""
+        raise NotImplementedError(f"no derivative rule for `{type(self).__name__}`")
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        """The tangent of this op's result, given the tangent of its first argument."""
+        raise NotImplementedError(f"no derivative rule for `{type(self).__name__}`")
+
+
+class Reduction(TensorOp):
+    """``op[dims](arg)``: args are (arg, Tuple(Str dims))."""
+
+    nargs = 2
+
+    @property
+    def arg(self) -> sympy.Expr:
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return dim_names(self.args[1])
+
+    def result_dims(self) -> frozenset[str]:
+        return dims_of(self.arg) - set(self.dims)
+
+    @classmethod
+    def make(cls, arg: sympy.Expr, dims: tuple[str, ...] | frozenset[str]) -> sympy.Expr:
+        if not dims:
+            return arg
+        return cls(arg, dims_tuple(dims))
+
+
+def count(dims: tuple[str, ...]) -> sympy.Expr:
+    return sympy.Mul(*(size(d) for d in dims))
+
+
+def _missing(arg: sympy.Expr, dims: Tuple) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    names = dim_names(dims)
+    present = dims_of(arg)
+    return tuple(d for d in names if d in present), tuple(d for d in names if d not in present)
+
+
+class ReduceSum(Reduction):
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        present, missing = _missing(arg, dims)
+        if missing:  # summing a value that does not vary along a dim multiplies it by the size
+            return count(missing) * ReduceSum.make(arg, present)
+        if arg == 0:
+            return S.Zero
+        return None
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return ReduceSum.make(tangent, self.dims)
+
+
+class ReduceMax(Reduction):
+    """Max over dims; its derivative splits evenly among tied maxima (like ``torch.amax``)."""
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        present, missing = _missing(arg, dims)
+        if missing:
+            return ReduceMax.make(arg, present)
+        return None
+
+    def mask(self) -> sympy.Expr:
+        hit = Piecewise((S.One, sympy.Eq(self.arg, self)), (S.Zero, True))
+        return hit / ReduceSum.make(hit, self.dims)
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot * self.mask()
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return ReduceSum.make(self.mask() * tangent, self.dims)
+
+
+class ReduceMin(ReduceMax):
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        present, missing = _missing(arg, dims)
+        if missing:
+            return ReduceMin.make(arg, present)
+        return None
+
+
+class ReduceProd(Reduction):
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        present, missing = _missing(arg, dims)
+        if missing:
+            return ReduceProd.make(arg, present) ** count(missing)
+        return None
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot * self / self.arg
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return self * ReduceSum.make(tangent / self.arg, self.dims)
+
+
+class LogSumExp(Reduction):
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        present, missing = _missing(arg, dims)
+        if missing:
+            return LogSumExp.make(arg, present) + sympy.log(count(missing))
+        return None
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot * sympy.exp(self.arg - self)
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return ReduceSum.make(sympy.exp(self.arg - self) * tangent, self.dims)
+
+
+class Norm(TensorOp):
+    """``sqrt(sum[dims](x^2) + eps)``. At ``x == 0`` with ``eps == 0`` the gradient is the
+    subgradient 0 (documented in docs/language.md)."""
+
+    nargs = 3
+
+    @property
+    def arg(self) -> sympy.Expr:
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return dim_names(self.args[1])
+
+    def result_dims(self) -> frozenset[str]:
+        return dims_of(self.arg) - set(self.dims)
+
+    def _unit(self, numerator: sympy.Expr) -> sympy.Expr:
+        if self.args[2].is_positive:
+            return numerator / self
+        return Piecewise((S.Zero, sympy.Eq(self, 0)), (numerator / self, True))
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return self._unit(cot * self.arg)
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return self._unit(ReduceSum.make(self.arg * tangent, self.dims))
+
+    def _eval_is_nonnegative(self) -> bool:
+        return True
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+
+class Softmax(TensorOp):
+    nargs = 2
+
+    def result_dims(self) -> frozenset[str]:
+        return dims_of(self.args[0])
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return dim_names(self.args[1])
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return self * (cot - ReduceSum.make(cot * self, self.dims))
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return self * (tangent - ReduceSum.make(self * tangent, self.dims))
+
+    def _eval_is_positive(self) -> bool:
+        return True
+
+
+class LogSoftmax(TensorOp):
+    nargs = 2
+
+    def result_dims(self) -> frozenset[str]:
+        return dims_of(self.args[0])
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return dim_names(self.args[1])
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot - sympy.exp(self) * ReduceSum.make(cot, self.dims)
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return tangent - ReduceSum.make(sympy.exp(self) * tangent, self.dims)
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+
+class Gather(TensorOp):
+    """``x[t]``: args are (x, t, Str(dim)); the cotangent scatters through a one-hot."""
+
+    nargs = 3
+
+    @property
+    def dim(self) -> str:
+        return str(self.args[2].name)
+
+    def result_dims(self) -> frozenset[str]:
+        return (dims_of(self.args[0]) - {self.dim}) | dims_of(self.args[1])
+
+    def vjp(self, cot: sympy.Expr) -> sympy.Expr:
+        return cot * OneHot(self.args[1], self.args[2])
+
+    def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
+        return Gather(tangent, self.args[1], self.args[2])
+
+    @classmethod
+    def eval(cls, x: sympy.Expr, t: sympy.Expr, dim: Str) -> sympy.Expr | None:
+        if str(dim.name) not in dims_of(x):  # the same value at every class
+            return x
+        return None
+
+
+class OneHot(TensorOp):
+    """``onehot(t)``: 1.0 where the position along ``dim`` equals ``t``. Args (t, Str(dim))."""
+
+    nargs = 2
+
+    def result_dims(self) -> frozenset[str]:
+        return dims_of(self.args[0]) | {str(self.args[1].name)}
+
+    def _eval_is_nonnegative(self) -> bool:
+        return True
+
+    def _eval_is_integer(self) -> bool:
+        return True
+
+
+TENSOR_OPS = (ReduceSum, ReduceMax, ReduceMin, ReduceProd, LogSumExp, Norm, Softmax, LogSoftmax)
+TENSOR_OPS = (*TENSOR_OPS, Gather, OneHot)
+
+
+@dataclass
+class LossIR:
+    """A lowered loss: its output expression and what every symbol in it stands for."""
+
+    name: str
+    doc: str
+    output: sympy.Expr
+    order: tuple[str, ...]  # canonical dim order: the layout of every tensor in generated code
+    inputs: tuple[InputInfo, ...]
+    params: tuple[ParamInfo, ...]
+    input_symbols: dict[str, Symbol]
+    param_symbols: dict[str, Symbol]
+    # component symbol -> (input name, literal dim, position): `x1, y1, x2, y2 = box`
+    components: dict[Symbol, tuple[str, str, int]] = field(default_factory=dict)
+    spans: dict[sympy.Basic, Span] = field(default_factory=dict)
+    names: dict[sympy.Basic, str] = field(default_factory=dict)  # binding names, for codegen
+    span: Span | None = None
+
+    def differentiated(self) -> list[InputInfo]:
+        return [info for info in self.inputs if info.differentiated]
+
+    def leaves_of(self, name: str) -> list[Symbol]:
+        """The input's own symbol and the symbols of its unpacked components."""
+        own = [self.input_symbols[name]]
+        return own + [s for s, (base, _, _) in self.components.items() if base == name]

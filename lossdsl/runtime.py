@@ -1,0 +1,170 @@
+"""Turning emitted source into callables: exec it once, wrap the public function so that user
+mistakes (shapes, dtypes, class indices, tensor params) become :class:`CallError`s naming the
+input's declaration.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.errors import BackendError, CallError, ParamError, Span
+from lossdsl.ir import LossIR
+from lossdsl.codegen import py_name
+
+
+def load_module(source: str, name: str, cache_key: str) -> ModuleType:
+    """Execute emitted source as a module (registered with linecache for tracebacks)."""
+    filename = f"<lossdsl {name} {cache_key[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = ModuleType(f"lossdsl_generated_{name}_{cache_key[:12]}")
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own emitted code
+    return module
+
+
+def _framework(backend: str) -> Any:
+    try:
+        if backend == "torch":
+            import torch
+
+            return torch
+        import jax
+
+        return jax
+    except ImportError:
+        raise BackendError(
+            None,
+            f"the {backend} backend needs `{backend}`, which is not installed",
+            f"pip install 'lossdsl[{backend}]'",
+        ) from None
+
+
+class CompiledLoss:
+    """A compiled loss: call it with the declared inputs, positionally."""
+
+    def __init__(
+        self, loss: LossIR, module: ModuleType, backend: str, tensor_params: dict[str, Any]
+    ) -> None:
+        self.loss = loss
+        self.module = module
+        self.backend = backend
+        self.fn: Callable[..., Any] = getattr(module, py_name(loss.name))
+        self.tensor_params = tensor_params
+        self.__doc__ = self.fn.__doc__
+        self.__name__ = loss.name
+
+    def __repr__(self) -> str:
+        return f"<lossdsl {self.backend} loss {self.loss.name}>"
+
+    def __call__(self, *inputs: Any, **tensor_params: Any) -> Any:
+        declared = self.loss.inputs
+        if len(inputs) != len(declared):
+            names = ", ".join(i.name for i in declared)
+            raise CallError(
+                self.loss.span,
+                f"`{self.loss.name}` takes {len(declared)} inputs ({names}), got {len(inputs)}",
+                "pass the inputs positionally, in declared order",
+            )
+        params = {**self.tensor_params, **tensor_params}
+        if _eager(self.backend, inputs):
+            _check_indices(self.backend, declared, inputs)
+            _check_tensor_params(self.backend, self.loss, inputs, params)
+        try:
+            return self.fn(*inputs, **{py_name(k): v for k, v in params.items()})
+        except self.module.LossInputError as exc:
+            raise CallError(_span_for(declared, str(exc)), str(exc), _HELP) from None
+
+
+_HELP = "pass tensors with the declared dims (the same size for the same dim name)"
+
+
+def _span_for(declared: tuple[InputInfo, ...], message: str) -> Span | None:
+    for info in reversed(declared):
+        if f"`{info.name}`" in message:
+            return info.span
+    return declared[0].span if declared else None
+
+
+def _eager(backend: str, inputs: tuple[Any, ...]) -> bool:
+    """Value checks need concrete data: skip them while tracing (torch.compile, vmap, jit)."""
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return False
+        return not any(
+            isinstance(x, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)
+            for x in inputs
+        )
+    import jax
+
+    return not any(isinstance(x, jax.core.Tracer) for x in inputs)
+
+
+def _check_indices(backend: str, declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> None:
+    sizes = _sizes(declared, inputs)
+    for info, x in zip(declared, inputs, strict=True):
+        if info.elem != "Index" or info.of not in sizes or not hasattr(x, "shape"):
+            continue
+        if getattr(x, "size", 1) == 0 or (backend == "torch" and x.numel() == 0):
+            continue
+        if hasattr(x, "dtype") and "int" not in str(x.dtype):
+            continue  # the emitted code reports the dtype
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high >= sizes[info.of]:
+            bad = low if low < 0 else high
+            raise CallError(
+                info.span,
+                f"input `{info.name}` holds class index {bad}, outside [0, {sizes[info.of]}) "
+                f"for dim `{info.of}`",
+                f"class indices must be 0 <= {info.name} < size({info.of})",
+            )
+
+
+def _sizes(declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for info, x in zip(declared, inputs, strict=True):
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) == len(info.dims):
+            for dim, n in zip(info.dims, shape, strict=True):
+                sizes.setdefault(dim, int(n))
+    return sizes
+
+
+def _check_tensor_params(
+    backend: str, loss: LossIR, inputs: tuple[Any, ...], params: dict[str, Any]
+) -> None:
+    sizes = _sizes(loss.inputs, inputs)
+    for info in loss.params:
+        if info.name not in params:
+            continue
+        value = params[info.name]
+        want = tuple(sizes.get(d, -1) for d in info.dims)
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != want:
+            raise ParamError(
+                info.span,
+                f"param `{info.name}` must have shape {want} ({', '.join(info.dims)}), "
+                f"got {shape}",
+                "pass one value per position of its dims, or a scalar at compile time",
+            )
+        check_param_values(info, value)
+
+
+def check_param_values(info: ParamInfo, value: Any) -> None:
+    lowest = float(value.min()) if getattr(value, "size", 1) != 0 else 0.0
+    rules = {"Positive": lowest > 0, "NonNegative": lowest >= 0}
+    if not rules.get(info.elem, True):
+        raise ParamError(
+            info.span,
+            f"param `{info.name}` has value {lowest:g}, but its type is `{info.elem}`",
+            "fix the values of the tensor",
+        )
+
+
+def framework(backend: str) -> Any:
+    return _framework(backend)
