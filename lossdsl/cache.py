@@ -8,6 +8,7 @@ file renamed into place, so concurrent processes and threads never read half a f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,16 @@ _memory: dict[str, str] = {}
 _key_locks: dict[str, threading.Lock] = {}
 
 
+@functools.cache
+def _compiler_hash() -> str:
+    """A hash of lossdsl's own code, so a changed compiler never reuses stale output."""
+    digest = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")) + sorted(package.parent.glob("grammar/*.lark")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_dir() -> Path:
     configured = os.environ.get("LOSSDSL_CACHE_DIR")
     return Path(configured) if configured else Path.home() / ".cache" / "lossdsl"
@@ -30,7 +41,7 @@ def cache_dir() -> Path:
 
 def key(text: str, loss: str, params: dict[str, object], backend: str) -> str:
     payload = json.dumps(
-        {"text": text, "loss": loss, "params": params, "backend": backend, "v": __version__},
+        {"text": text, "loss": loss, "params": params, "backend": backend, "v": _compiler_hash()},
         sort_keys=True,
         default=repr,
     )

@@ -171,7 +171,8 @@ class Program:
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
     """CSE over all results at once; temporaries that are a binding of the spec take its name."""
     temps = sympy.numbered_symbols("_cse")
-    assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
+    with ir.frozen():
+        assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
     bindings = {}
     if plan is not None:
         subs = {loss.param_symbols[k]: constant(v) for k, v in plan.params.items()}
@@ -180,7 +181,8 @@ def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None)
     used: set[str] = set()
     full: dict[Symbol, sympy.Basic] = {}
     for i, (temp, rhs) in enumerate(assignments):
-        full[temp] = rhs.xreplace(full)
+        with ir.frozen():
+            full[temp] = rhs.xreplace(full)
         name = py_name(bindings[full[temp]]) if full[temp] in bindings else f"t{i}"
         while name in used:
             name += "_"

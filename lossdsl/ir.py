@@ -9,6 +9,9 @@ and know their own derivatives in both modes (:meth:`TensorOp.vjp`, :meth:`Tenso
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -163,6 +166,22 @@ class Round(_Step):
 
 # --- tensor operations ---------------------------------------------------------------------
 
+# Tensor ops simplify themselves on construction using the dims in their arguments' symbol
+# names. CSE rebuilds expressions over temporaries whose names carry no dims, so it turns that
+# off while it works.
+_SIMPLIFY: ContextVar[bool] = ContextVar("lossdsl_simplify_tensor_ops", default=True)
+
+
+@contextmanager
+def frozen() -> Iterator[None]:
+    """Build tensor ops as given, without construction-time simplification."""
+    token = _SIMPLIFY.set(False)
+    try:
+        yield
+    finally:
+        _SIMPLIFY.reset(token)
+
+
 
 class TensorOp(Function):
     """A node that mixes elements along dims. Subclasses define the result's dims and the
@@ -209,6 +228,8 @@ def count(dims: tuple[str, ...]) -> sympy.Expr:
 
 def _missing(arg: sympy.Expr, dims: Tuple) -> tuple[tuple[str, ...], tuple[str, ...]]:
     names = dim_names(dims)
+    if not _SIMPLIFY.get():
+        return names, ()
     present = dims_of(arg)
     return tuple(d for d in names if d in present), tuple(d for d in names if d not in present)
 
@@ -219,7 +240,7 @@ class ReduceSum(Reduction):
         present, missing = _missing(arg, dims)
         if missing:  # summing a value that does not vary along a dim multiplies it by the size
             return count(missing) * ReduceSum.make(arg, present)
-        if arg == 0:
+        if arg == 0 and _SIMPLIFY.get():
             return S.Zero
         return None
 
@@ -385,7 +406,7 @@ class Gather(TensorOp):
 
     @classmethod
     def eval(cls, x: sympy.Expr, t: sympy.Expr, dim: Str) -> sympy.Expr | None:
-        if str(dim.name) not in dims_of(x):  # the same value at every class
+        if _SIMPLIFY.get() and str(dim.name) not in dims_of(x):  # same value at every class
             return x
         return None
 
@@ -403,10 +424,6 @@ class OneHot(TensorOp):
 
     def _eval_is_integer(self) -> bool:
         return True
-
-
-TENSOR_OPS = (ReduceSum, ReduceMax, ReduceMin, ReduceProd, LogSumExp, Norm, Softmax, LogSoftmax)
-TENSOR_OPS = (*TENSOR_OPS, Gather, OneHot)
 
 
 @dataclass

@@ -166,14 +166,15 @@ class TensorPrinter(PythonCodePrinter):
     def _print_LogSumExp(self, expr: ir.LogSumExp) -> str:
         return self._reduce("logsumexp", expr)
 
-    # norm[D](x, eps) = sqrt(sum[D](x^2) + eps)
+    # norm[D](x, eps) = sqrt(sum[D](x^2) + eps), printed directly: its argument may be a CSE
+    # temporary, whose dims the IR cannot see.
     def _print_Norm(self, expr: ir.Norm) -> str:
         arg, dims, eps = expr.args
-        squares = ir.ReduceSum.make(arg**2, ir.dim_names(dims))
-        return self._print(sympy.sqrt(squares + eps) if eps != 0 else self._norm(arg, dims))
-
-    def _norm(self, arg: Any, dims: Any) -> Any:
-        return sympy.sqrt(ir.ReduceSum.make(arg**2, ir.dim_names(dims)))
+        x = self.parenthesize(arg, sympy.printing.precedence.PRECEDENCE["Mul"])
+        axes = self.layout.axes(ir.dim_names(dims))
+        squares = self.REDUCTIONS["sum"].format(arg=f"{x} * {x}", axes=repr(axes))
+        inside = squares if eps == 0 else f"{squares} + {self._print(eps)}"
+        return self.FUNCTIONS["sqrt"].format(inside)
 
     def _print_Softmax(self, expr: ir.Softmax) -> str:
         return self.REDUCTIONS["softmax"].format(

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ class Dialect:
 
     name: str
     is_float: str  # format with {x}
-    is_integer: str
+    not_integer: str
     cast: str  # format with {x} and {dtype}
     as_index: str  # format with {x}
     permute: str  # format with {x} and {perm}
@@ -77,6 +78,8 @@ def component_slices(plan: Plan, symbols: set[sympy.Symbol], tangent: bool = Fal
 def size_lines(plan: Plan, exprs: list[sympy.Basic]) -> list[str]:
     """``n_N = logits.shape[0]`` for each dim size the expressions use."""
     used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    for e in exprs:  # a one-hot needs the size of its class dim
+        used |= {ir.size(str(op.args[1].name)) for op in e.atoms(ir.OneHot)}
     lines = []
     for dim in plan.layout.order:
         if dim.isdigit() or ir.size(dim) not in used:
@@ -110,6 +113,48 @@ def straight_line(
     printer = printer_for(prog.names)
     lines = [f"{prog.names[t]} = {printer.doprint(rhs)}" for t, rhs in prog.assignments]
     return lines, [printer.doprint(r) for r in prog.results]
+
+
+def wrap(line: str, width: int = 96) -> str:
+    """Break a long statement of generated code at spaces inside one pair of parentheses.
+
+    Only for code printed from expressions: it has no string literals, so every space
+    separates two tokens and Python joins the lines inside the parentheses.
+    """
+    if len(line) <= width:
+        return line
+    lead = line[: len(line) - len(line.lstrip())]
+    head, sep, expr = line.strip().partition(" = ")
+    if line.strip().startswith("return "):
+        head, sep, expr = "return", " ", line.strip().removeprefix("return ")
+    elif not sep:
+        return line
+    opener = f"{lead}{head}{sep}("
+    rows, row = [], ""
+    for token in expr.split(" "):
+        if row and len(lead) + 4 + len(row) + 1 + len(token) > width:
+            rows.append(row)
+            row = token
+        else:
+            row = f"{row} {token}" if row else token
+    rows.append(row)
+    body = "\n".join(f"{lead}    {r}" for r in rows)
+    return f"{opener}\n{body}\n{lead})"
+
+
+def finish(body: list[str]) -> list[str]:
+    """Drop prelude assignments nothing uses, and wrap long lines."""
+    kept = []
+    for i, line in enumerate(body):
+        name, sep, _ = line.partition(" = ")
+        if sep and name.isidentifier() and name in ("dtype", "dtype_device") or (
+            sep and name.startswith("n_") and name.isidentifier()
+        ):
+            rest = "\n".join(body[i + 1 :])
+            if not re.search(rf"(?<![.\w]){re.escape(name)}\b", rest):
+                continue
+        kept.append(wrap(line) if not line.lstrip().startswith(("raise", "if", "def")) else line)
+    return kept
 
 
 def entry_function(plan: Plan, dialect: Dialect, call: str) -> list[str]:
@@ -150,11 +195,12 @@ def entry_function(plan: Plan, dialect: Dialect, call: str) -> list[str]:
                 body.append(f"{size_name(dim)} = {size}")
         if info.elem == "Index":
             body += [
-                f"if not {dialect.is_integer.format(x=x)}:",
+                f"if {dialect.not_integer.format(x=x)}:",
                 f"    raise LossInputError(\"input `{info.name}` is an Index and must hold "
                 f"integers, got \" + str({x}.dtype))",
-                f"{x} = {dialect.as_index.format(x=x)}",
             ]
+            if dialect.as_index.format(x=x) != x:
+                body.append(f"{x} = {dialect.as_index.format(x=x)}")
         elif x != floats[0]:
             body.append(f"{x} = {dialect.cast.format(x=x, dtype=floats[0] + '.dtype')}")
         else:

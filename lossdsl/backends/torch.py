@@ -17,6 +17,7 @@ from lossdsl.backends.module import (
     arg_names,
     component_slices,
     dtype_line,
+    finish,
     entry_function,
     header,
     indent,
@@ -83,7 +84,7 @@ class TorchPrinter(TensorPrinter):
 DIALECT = Dialect(
     name="torch",
     is_float="{x}.is_floating_point()",
-    is_integer="not ({x}.is_floating_point() or {x}.is_complex() or {x}.dtype == torch.bool)",
+    not_integer="{x}.is_floating_point() or {x}.is_complex() or {x}.dtype == torch.bool",
     cast="{x}.to({dtype})",
     as_index="{x}.long()",
     permute="{x}.permute({perm})",
@@ -110,7 +111,7 @@ def _value_function(plan: Plan, reserved: set[str]) -> list[str]:
         first = py_name(next(i for i in plan.loss.inputs if i.elem != "Index").name)
         result = f"torch.full({plan.layout.shape(frozenset())}, {result}, dtype={first}.dtype)"
     body = [*_prelude(plan, [plan.value]), *lines, f"return {result}"]
-    return [f"def _value({args}):", *indent(body)]
+    return [f"def _value({args}):", *indent(finish(body))]
 
 
 def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
@@ -146,7 +147,7 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
     body.append(f"return {', '.join(returns)}")
     if any(ir.leaf_name(p) for info in plan.wrt for p in leaves[info.name][1:]):
         body = _prelude_components(body, plan, leaves)
-    return [f"def _grad({', '.join(names)}, grad, needs):", *indent(body)]
+    return [f"def _grad({', '.join(names)}, grad, needs):", *indent(finish(body))]
 
 
 def _prelude_components(body: list[str], plan: Plan, leaves: dict) -> list[str]:  # type: ignore[type-arg]

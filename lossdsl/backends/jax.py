@@ -1,0 +1,170 @@
+"""JAX backend: a ``jax.custom_jvp`` function whose JVP rule is the generated tangent.
+
+The emitted module imports only jax. Because the rule is written in jnp operations, JAX can
+transpose it (``grad``, ``jacrev``), batch it (``vmap``), compile it (``jit``) and
+differentiate it again (``hessian``).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from lossdsl import ir
+from lossdsl.backends.base import TensorPrinter, install_table
+from lossdsl.backends.module import (
+    Dialect,
+    arg_names,
+    component_slices,
+    dtype_line,
+    finish,
+    entry_function,
+    header,
+    indent,
+    size_lines,
+    straight_line,
+)
+from lossdsl.codegen import Plan, py_name, tangent_symbol, with_tangent
+
+
+@install_table
+class JaxPrinter(TensorPrinter):
+    backend = "jax"
+    FUNCTIONS = {
+        "exp": "jnp.exp({0})",
+        "log": "jnp.log({0})",
+        "log1p": "jnp.log1p({0})",
+        "expm1": "jnp.expm1({0})",
+        "sqrt": "jnp.sqrt({0})",
+        "rsqrt": "jax.lax.rsqrt({0})",
+        "sin": "jnp.sin({0})",
+        "cos": "jnp.cos({0})",
+        "tanh": "jnp.tanh({0})",
+        "erf": "jax.scipy.special.erf({0})",
+        "Abs": "jnp.abs({0})",
+        "sign": "jnp.sign({0})",
+        "Sign": "jnp.sign({0})",
+        "Floor": "jnp.floor({0})",
+        "Ceil": "jnp.ceil({0})",
+        "Round": "jnp.round({0})",
+        "Sigmoid": "jax.nn.sigmoid({0})",
+        "Softplus": "jax.nn.softplus({0})",
+        "Relu": "jax.nn.relu({0})",
+        "Clamp": "jnp.clip({0}, {1}, {2})",
+        "maximum": "jnp.maximum({0}, {1})",
+        "minimum": "jnp.minimum({0}, {1})",
+        "clamp_max": "jnp.maximum({0}, {1})",
+        "clamp_min": "jnp.minimum({0}, {1})",
+    }
+    REDUCTIONS = {
+        "sum": "jnp.sum({arg}, axis={axes}, keepdims=True)",
+        "max": "jnp.max({arg}, axis={axes}, keepdims=True)",
+        "min": "jnp.min({arg}, axis={axes}, keepdims=True)",
+        "prod": "jnp.prod({arg}, axis={axes}, keepdims=True)",
+        "logsumexp": "jax.nn.logsumexp({arg}, axis={axes}, keepdims=True)",
+        "softmax": "jax.nn.softmax({arg}, axis={axes})",
+        "log_softmax": "jax.nn.log_softmax({arg}, axis={axes})",
+        "gather": "jnp.take_along_axis({arg}, {index}, axis={axes})",
+        "arange": "jnp.arange({size}).reshape({shape})",
+    }
+    WHERE = "jnp.where({0}, {1}, {2})"
+    LOGICAL = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
+    ASTYPE = "{x}.astype(dtype)"
+
+
+DIALECT = Dialect(
+    name="jax",
+    is_float="jnp.issubdtype({x}.dtype, jnp.floating)",
+    not_integer="not jnp.issubdtype({x}.dtype, jnp.integer)",
+    cast="{x}.astype({dtype})",
+    as_index="{x}",
+    permute="{x}.transpose({perm})",
+    zeros_like="jnp.zeros_like({x})",
+    broadcast="jnp.broadcast_to({x}, {shape})",
+    concat="jnp.concatenate([{parts}], axis={axis})",
+    as_array="jnp.asarray({x})",
+)
+
+
+def _printer(plan: Plan):  # type: ignore[no-untyped-def]
+    def make(names: dict[sympy.Symbol, str]) -> JaxPrinter:
+        return JaxPrinter(plan.layout, names, plan.loss.spans)
+
+    return make
+
+
+def _prelude(plan: Plan, exprs: list[sympy.Basic]) -> list[str]:
+    symbols = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    lines = [dtype_line(plan), *size_lines(plan, exprs), *component_slices(plan, symbols)]
+    tangents = {s.name for s in symbols if ir.leaf_name(s).startswith("d_")}
+    for symbol, (name, dim, k) in sorted(plan.loss.components.items(), key=lambda kv: kv[0].name):
+        if tangent_symbol(symbol).name in tangents:
+            index = ", ".join([":"] * plan.layout.axis(dim) + [f"{k}:{k + 1}"])
+            lines.append(f"d_{py_name(ir.leaf_name(symbol))} = d_{py_name(name)}[{index}]")
+    return lines
+
+
+def _result(plan: Plan, printed: str, expr: sympy.Basic) -> str:
+    first = py_name(next(i for i in plan.loss.inputs if i.elem != "Index").name)
+    shape = plan.layout.shape(frozenset(plan.output_dims))
+    if not expr.free_symbols:
+        return f"jnp.full({shape}, {printed}, dtype={first}.dtype)"
+    return f"jnp.broadcast_to({printed}, {shape}).astype({first}.dtype)"
+
+
+def emit(plan: Plan) -> str:
+    """The standalone module source for a specialised loss."""
+    plan = with_tangent(plan)
+    assert plan.tangent is not None
+    reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
+    reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
+    args = arg_names(plan)
+    core = "_" + py_name(plan.loss.name)
+
+    value_lines, (value,) = straight_line(_printer(plan), plan, [plan.value], reserved)
+    value_body = [*_prelude(plan, [plan.value]), *value_lines]
+    value_body.append(f"return {_result(plan, value, plan.value)}")
+
+    exprs = [plan.value, plan.tangent]
+    used = {ir.leaf_name(s) for s in plan.tangent.free_symbols}
+    used |= {"d_" + base for c, (base, _, _) in plan.loss.components.items()
+             if "d_" + ir.leaf_name(c) in used}
+    tangent_names = [
+        "d_" + py_name(i.name) if "d_" + i.name in used else "_" for i in plan.loss.inputs
+    ] + ["_"] * len(plan.tensor_params)
+    jvp_lines, (value2, tangent) = straight_line(_printer(plan), plan, exprs, reserved)
+    jvp_body = [
+        f"{', '.join(args)}{',' if len(args) == 1 else ''} = primals",
+        f"{', '.join(tangent_names)}{',' if len(args) == 1 else ''} = tangents",
+        *_prelude(plan, exprs),
+        *jvp_lines,
+        f"value = {_result(plan, value2, plan.value)}",
+        f"tangent = {_result(plan, tangent, plan.tangent)}",
+        "return value, tangent",
+    ]
+    lines = [
+        header(plan, "jax"),
+        "",
+        "import jax",
+        "import jax.numpy as jnp",
+        "import jax.scipy.special",
+        "",
+        "",
+        "class LossInputError(ValueError):",
+        '    """An input whose shape or dtype does not match the declaration."""',
+        "",
+        "",
+        "@jax.custom_jvp",
+        f"def {core}({', '.join(args)}):",
+        *indent(finish(value_body)),
+        "",
+        "",
+        f"@{core}.defjvp",
+        f"def {core}_jvp(primals, tangents):",
+        *indent(finish(jvp_body)),
+        "",
+        "",
+        *entry_function(plan, DIALECT, f"{core}({{args}})"),
+        "",
+    ]
+    return "\n".join(lines)
