@@ -112,34 +112,46 @@ class Spec:
         bound = self.bind_params(params)
         return self._source(backend, bound)[0]
 
-    def _source(self, backend: str, bound: dict[str, Any]) -> tuple[str, str]:
+    def _source(
+        self, backend: str, bound: dict[str, Any], reference: bool = False
+    ) -> tuple[str, str]:
         if backend not in BACKENDS:
             raise BackendError(
                 None, f"unknown backend `{backend}`", f"choose one of: {', '.join(BACKENDS)}"
             )
         scalars = {k: v for k, v in bound.items() if isinstance(v, float)}
-        key = cache.key(self.text, self.name, scalars, backend)
+        key = cache.key(self.text, self.name, scalars, backend + ("-ref" if reference else ""))
 
         def build() -> str:
-            plan = codegen.specialise(self.stable_ir, bound)
             if backend == "torch":
                 from lossdsl.backends import torch as emitter
             else:
                 from lossdsl.backends import jax as emitter
-            return emitter.emit(plan)
+            if reference:
+                return emitter.emit_reference(codegen.specialise(self.ir, bound))
+            return emitter.emit(codegen.specialise(self.stable_ir, bound))
 
         return cache.source(key, build), key
 
     def compile(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
         """A callable ``loss(*inputs)`` built from exactly the source :meth:`emit` returns."""
+        return self._load(backend, params, reference=False)
+
+    def reference(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
+        """A direct translation of the loss as written (no rewrites, no generated gradient),
+        for the framework's own autodiff: what `lossdsl verify` checks against."""
+        return self._load(backend, params, reference=True)
+
+    def _load(self, backend: str, params: dict[str, Any], reference: bool) -> runtime.CompiledLoss:
         runtime.framework(backend)
         bound = self.bind_params(params)
-        source, key = self._source(backend, bound)
+        source, key = self._source(backend, bound, reference)
         module = _modules.get(key)
         if module is None:
             module = _modules.setdefault(key, runtime.load_module(source, self.name, key))
         tensors = {k: v for k, v in bound.items() if not isinstance(v, float)}
-        return runtime.CompiledLoss(self.stable_ir, module, backend, tensors)
+        loss = self.ir if reference else self.stable_ir
+        return runtime.CompiledLoss(loss, module, backend, tensors)
 
     def torch_module(self, **params: Any) -> Any:
         """A ``torch.nn.Module`` computing this loss, with its params as buffers."""

@@ -450,4 +450,5 @@ class LossIR:
     def leaves_of(self, name: str) -> list[Symbol]:
         """The input's own symbol and the symbols of its unpacked components."""
         own = [self.input_symbols[name]]
-        return own + [s for s, (base, _, _) in self.components.items() if base == name]
+        parts = [(k, s) for s, (base, _, k) in self.components.items() if base == name]
+        return own + [s for _, s in sorted(parts, key=lambda part: part[0])]

@@ -70,12 +70,10 @@ class TensorPrinter(PythonCodePrinter):
             "report this; meanwhile rewrite the expression with other builtins",
         )
 
-    # Powers: squares as products (exact and fast), roots as sqrt/rsqrt.
+    # Powers: roots as sqrt/rsqrt, reciprocals as division.
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
         base, exp = expr.args
         b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
-        if exp == 2:
-            return f"{b} * {b}" if isinstance(base, sympy.Symbol) else f"{b}**2"
         if exp == sympy.S.Half:
             return self.FUNCTIONS["sqrt"].format(self._print(base))
         if exp == -sympy.S.Half:

@@ -111,10 +111,15 @@ def _result(plan: Plan, printed: str, expr: sympy.Basic) -> str:
     return f"jnp.broadcast_to({printed}, {shape}).astype({first}.dtype)"
 
 
-def emit(plan: Plan) -> str:
+def emit_reference(plan: Plan) -> str:
+    """A direct translation without the generated derivative, for jax.grad to differentiate."""
+    return emit(plan, reference=True)
+
+
+def emit(plan: Plan, reference: bool = False) -> str:
     """The standalone module source for a specialised loss."""
-    plan = with_tangent(plan)
-    assert plan.tangent is not None
+    plan = with_tangent(plan) if not reference else plan
+    tangent_expr = plan.tangent if plan.tangent is not None else plan.value
     reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
     reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
     reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
@@ -125,8 +130,8 @@ def emit(plan: Plan) -> str:
     value_body = [*_prelude(plan, [plan.value]), *value_lines]
     value_body.append(f"return {_result(plan, value, plan.value)}")
 
-    exprs = [plan.value, plan.tangent]
-    used = {ir.leaf_name(s) for s in plan.tangent.free_symbols}
+    exprs = [plan.value, tangent_expr]
+    used = {ir.leaf_name(s) for s in tangent_expr.free_symbols}
     used |= {"d_" + base for c, (base, _, _) in plan.loss.components.items()
              if "d_" + ir.leaf_name(c) in used}
     tangent_names = [
@@ -139,11 +144,18 @@ def emit(plan: Plan) -> str:
         *_prelude(plan, exprs),
         *jvp_lines,
         f"value = {_result(plan, value2, plan.value)}",
-        f"tangent = {_result(plan, tangent, plan.tangent)}",
+        f"tangent = {_result(plan, tangent, tangent_expr)}",
         "return value, tangent",
     ]
+    jvp = [
+        f"@{core}.defjvp",
+        f"def {core}_jvp(primals, tangents):",
+        *indent(finish(jvp_body)),
+        "",
+        "",
+    ]
     lines = [
-        header(plan, "jax"),
+        header(plan, "jax" if not reference else "jax reference"),
         "",
         "import jax",
         "import jax.numpy as jnp",
@@ -154,16 +166,12 @@ def emit(plan: Plan) -> str:
         '    """An input whose shape or dtype does not match the declaration."""',
         "",
         "",
-        "@jax.custom_jvp",
+        *(["@jax.custom_jvp"] if not reference else []),
         f"def {core}({', '.join(args)}):",
         *indent(finish(value_body)),
         "",
         "",
-        f"@{core}.defjvp",
-        f"def {core}_jvp(primals, tangents):",
-        *indent(finish(jvp_body)),
-        "",
-        "",
+        *(jvp if not reference else []),
         *entry_function(plan, DIALECT, f"{core}({{args}})"),
         "",
     ]

@@ -153,7 +153,10 @@ def finish(body: list[str]) -> list[str]:
             rest = "\n".join(body[i + 1 :])
             if not re.search(rf"(?<![.\w]){re.escape(name)}\b", rest):
                 continue
-        kept.append(wrap(line) if not line.lstrip().startswith(("raise", "if", "def")) else line)
+        if line.lstrip().startswith(("raise", "if", "def")):
+            kept.append(line)
+        else:
+            kept.extend(wrap(line).split("\n"))
     return kept
 
 

@@ -171,6 +171,30 @@ def _printer(plan: Plan):  # type: ignore[no-untyped-def]
     return make
 
 
+def emit_reference(plan: Plan) -> str:
+    """A direct translation without the generated gradient: the value function alone, for
+    autograd to differentiate (what `lossdsl verify` compares against)."""
+    reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
+    reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    lines = [
+        header(plan, "torch reference"),
+        "",
+        "import torch",
+        "",
+        "",
+        "class LossInputError(ValueError):",
+        '    """An input whose shape or dtype does not match the declaration."""',
+        "",
+        "",
+        *_value_function(plan, reserved),
+        "",
+        "",
+        *entry_function(plan, DIALECT, "_value({args})"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def emit(plan: Plan) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_gradients(plan)
