@@ -135,8 +135,7 @@ def _guard_branch(expr: sympy.Basic, selected: sympy.Basic) -> sympy.Basic:
     arg = _unsafe_argument(expr)
     if arg is None or arg.is_number:
         return expr
-    safe = sympy.Piecewise((arg, selected), (sympy.S.One, True))
-    return expr.xreplace({arg: safe})
+    return expr.xreplace({arg: ir.Safe(arg, selected)})
 
 
 def guard(expr: sympy.Basic) -> sympy.Basic:

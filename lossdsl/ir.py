@@ -135,6 +135,23 @@ class Clamp(Function):
         return all(a.is_real for a in self.args) or None
 
 
+class Safe(Function):
+    """``Safe(u, c)``: ``u`` where ``c`` holds, else 1 — the inner `where` of the "double
+    where": it keeps log, division and roots of an unselected branch away from NaN. Opaque to
+    SymPy, which would otherwise fold it into the enclosing Piecewise."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return Piecewise((S.One, self.args[1]), (S.Zero, True)) if argindex == 1 else S.Zero
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_positive
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
 class _Step(Function):
     """A piecewise-constant function: derivative zero almost everywhere."""
 

@@ -6,6 +6,7 @@ input's declaration.
 from __future__ import annotations
 
 import linecache
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,7 @@ def load_module(source: str, name: str, cache_key: str) -> ModuleType:
     module = ModuleType(f"lossdsl_generated_{name}_{cache_key[:12]}")
     module.__file__ = filename
     exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own emitted code
+    sys.modules[module.__name__] = module  # torch.compile re-imports functions' modules by name
     return module
 
 

@@ -114,6 +114,11 @@ class TensorPrinter(PythonCodePrinter):
             return f"({self._print(orelse)} + {self._print(value - orelse)} * {mask})"
         return self.WHERE.format(self._print(cond), self._print(value), self._print(orelse))
 
+    # The inner `where` of the double-where guard: `u` where the branch is selected, else 1.
+    def _print_Safe(self, expr: ir.Safe) -> str:
+        u, cond = expr.args
+        return self.WHERE.format(self._print(cond), self._print(u), "1.0")
+
     # Heaviside(x, h) from max/min derivatives: ties split by h (1/2 by default, like torch).
     def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
         x = expr.args[0]

@@ -82,6 +82,7 @@ DIALECT = Dialect(
     broadcast="jnp.broadcast_to({x}, {shape})",
     concat="jnp.concatenate([{parts}], axis={axis})",
     as_array="jnp.asarray({x})",
+    like="jnp.asarray({x}, dtype={ref}.dtype)",
 )
 
 

@@ -31,6 +31,7 @@ class Dialect:
     broadcast: str  # format with {x} and {shape}
     concat: str  # format with {parts} and {axis}
     as_array: str  # format with {x}
+    like: str  # format with {x} and {ref}: an array with ref's dtype (and device)
 
 
 def docstring(text: str) -> str:
@@ -222,6 +223,18 @@ def entry_function(plan: Plan, dialect: Dialect, call: str) -> list[str]:
             expr = dialect.permute.format(x=x, perm=perm)
         dims = frozenset(info.dims)
         laid_out.append(f"{expr}.reshape({layout.shape(dims)})")
+    for info in plan.tensor_params:
+        x = py_name(info.name)
+        body.append(f"{x} = {dialect.like.format(x=x, ref=floats[0])}")
+        body += [
+            f"if {x}.ndim != {len(info.dims)}:",
+            f"    raise LossInputError(f\"param `{info.name}` must have {len(info.dims)} dim(s) "
+            f"[{', '.join(info.dims)}], got shape {{tuple({x}.shape)}}\")",
+        ]
+        relative = [d for d in layout.order if d in info.dims]
+        perm = tuple(info.dims.index(d) for d in relative)
+        expr = x if relative == list(info.dims) else dialect.permute.format(x=x, perm=perm)
+        body.append(f"{x} = {expr}.reshape({layout.shape(frozenset(info.dims))})")
     out_dims = plan.output_dims
     shape = "(" + ", ".join(size_name(d) for d in out_dims) + ("," if len(out_dims) == 1 else "") + ")"
     args = ", ".join(laid_out + tensor_params)

@@ -85,13 +85,14 @@ DIALECT = Dialect(
     name="torch",
     is_float="{x}.is_floating_point()",
     not_integer="{x}.is_floating_point() or {x}.is_complex() or {x}.dtype == torch.bool",
-    cast="{x}.to({dtype})",
+    cast="{x}.to({dtype})",  # a no-op when the dtype already matches
     as_index="{x}.long()",
     permute="{x}.permute({perm})",
     zeros_like="torch.zeros_like({x})",
     broadcast="torch.broadcast_to({x}, {shape})",
     concat="torch.cat([{parts}], dim={axis})",
     as_array="torch.as_tensor({x})",
+    like="torch.as_tensor({x}, dtype={ref}.dtype, device={ref}.device)",
 )
 
 

@@ -1,0 +1,253 @@
+"""The torch backend against hand-written translations (tests/translations.py): values,
+gradients vs autograd and finite differences, transforms, and call-time errors."""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lossdsl  # noqa: E402
+from lossdsl.sampling import random_points  # noqa: E402
+from tests.conftest import EXAMPLES  # noqa: E402
+from tests.translations import EXAMPLES as TRANSLATIONS  # noqa: E402
+from tests.translations import torch_ops  # noqa: E402
+
+OPS = torch_ops()
+
+
+def load(example: str) -> lossdsl.Spec:
+    name, _ = TRANSLATIONS[example]
+    return lossdsl.load(EXAMPLES / f"{example}.loss", name)
+
+
+def tensors(spec: lossdsl.Spec, arrays: tuple[np.ndarray, ...], dtype=torch.float64) -> list:
+    out = []
+    for info, x in zip(spec.inputs, arrays, strict=True):
+        t = torch.as_tensor(x)
+        out.append(t if info.elem == "Index" else t.to(dtype).requires_grad_(info.differentiated))
+    return out
+
+
+def grads(fn, inputs: list, spec: lossdsl.Spec) -> list:
+    wrt = [x for x, info in zip(inputs, spec.inputs, strict=True) if info.differentiated]
+    return list(torch.autograd.grad(fn(*inputs), wrt))
+
+
+@pytest.mark.parametrize("example", sorted(TRANSLATIONS))
+def test_value_and_gradient_match_translation(example: str) -> None:
+    spec = load(example)
+    compiled = spec.compile("torch")
+    _, translation = TRANSLATIONS[example]
+    for point in random_points(spec.inputs, 3, seed=7):
+        inputs = tensors(spec, point.inputs)
+        expected = translation(OPS, *inputs)
+        torch.testing.assert_close(compiled(*inputs), expected, rtol=1e-10, atol=1e-12)
+        for got, want in zip(
+            grads(compiled, inputs, spec),
+            grads(lambda *xs: translation(OPS, *xs), inputs, spec),
+            strict=True,
+        ):
+            torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+        wrt = [x for x, i in zip(inputs, spec.inputs, strict=True) if i.differentiated]
+        rest = lambda *w: compiled(*_replace(inputs, spec, w))  # noqa: E731
+        assert torch.autograd.gradcheck(rest, wrt)
+
+
+def _replace(inputs: list, spec: lossdsl.Spec, new: tuple) -> list:
+    it = iter(new)
+    return [
+        next(it) if info.differentiated else x for x, info in zip(inputs, spec.inputs, strict=True)
+    ]
+
+
+# --- hard points (LANGUAGE.md section 6a) --------------------------------------------------
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_gradient_is_finite_at_saturated_logits(gamma: float) -> None:
+    focal = load("focal").compile("torch", gamma=gamma)
+    logits = torch.tensor([100.0, -100.0, 100.0, -100.0], requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    value = focal(logits, target)
+    (grad,) = torch.autograd.grad(value, logits)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+    # The same formula through autograd: NaN (gamma < 1) or inf, which is what lossdsl prevents.
+    naive = logits.detach().clone().requires_grad_()
+    (naive_grad,) = torch.autograd.grad(TRANSLATIONS["focal"][1](OPS, naive, target, gamma), naive)
+    assert not torch.isfinite(naive_grad).all() or gamma == 2.0
+
+
+def test_unselected_branch_does_not_leak_nan() -> None:
+    spec = lossdsl.parse("loss f(x: Real[N]) { return sum(if x > 0 then log(x) else 0) }")
+    f = spec.compile("torch")
+    x = torch.tensor([0.0, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    value = f(x)
+    (grad,) = torch.autograd.grad(value, x, create_graph=True)
+    torch.testing.assert_close(value, torch.log(torch.tensor(2.0, dtype=torch.float64)))
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64))
+    (second,) = torch.autograd.grad(grad.sum(), x)
+    assert torch.isfinite(second).all()
+
+
+def test_contrastive_at_identical_embeddings_uses_subgradient_zero() -> None:
+    f = load("contrastive").compile("torch")
+    a = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    b = a.detach().clone().requires_grad_()
+    same = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    ga, gb = torch.autograd.grad(f(a, b, same), (a, b))
+    assert torch.equal(ga, torch.zeros_like(ga)) and torch.equal(gb, torch.zeros_like(gb))
+
+
+def test_iou_with_zero_area_boxes_is_finite_and_matches_documented_subgradient() -> None:
+    f = load("iou").compile("torch")
+    pred = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 2.0, 2.0]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 2.0, 2.0]], dtype=torch.float64)
+    pred.requires_grad_()
+    (got,) = torch.autograd.grad(f(pred, target), pred)
+    twin = pred.detach().clone().requires_grad_()
+    # torch.maximum/minimum split ties 1/2-1/2, the subgradient lossdsl documents for max/min.
+    (want,) = torch.autograd.grad(TRANSLATIONS["iou"][1](OPS, twin, target), twin)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want)
+
+
+def test_huber_at_the_kink() -> None:
+    f = load("huber").compile("torch", delta=1.0)
+    pred = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    target = torch.zeros(3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(f(pred, target), pred)
+    torch.testing.assert_close(grad, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64) / 3)
+
+
+# --- transforms ----------------------------------------------------------------------------
+
+TRANSFORM_EXAMPLES = ["focal", "cross_entropy", "iou"]
+
+
+def _point(example: str, dtype=torch.float64) -> tuple[lossdsl.Spec, list]:
+    spec = load(example)
+    return spec, tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs, dtype)
+
+
+@pytest.mark.parametrize("example", TRANSFORM_EXAMPLES)
+def test_double_backward(example: str) -> None:
+    spec, inputs = _point(example)
+    f = spec.compile("torch")
+    x = inputs[0]
+    assert torch.autograd.gradgradcheck(lambda x0: f(x0, *inputs[1:]), (x,))
+
+
+@pytest.mark.parametrize("example", TRANSFORM_EXAMPLES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtypes(example: str, dtype: torch.dtype) -> None:
+    spec, inputs = _point(example, dtype)
+    f = spec.compile("torch")
+    value = f(*inputs)
+    (grad,) = torch.autograd.grad(value, inputs[0])
+    assert value.dtype == dtype and grad.dtype == dtype
+    ref = TRANSLATIONS[example][1](OPS, *inputs)
+    torch.testing.assert_close(value, ref)
+
+
+@pytest.mark.parametrize("example", TRANSFORM_EXAMPLES)
+def test_torch_func_grad_and_vmap(example: str) -> None:
+    spec, inputs = _point(example)
+    f = spec.compile("torch")
+    rest = [x.detach() for x in inputs[1:]]
+    x = inputs[0].detach()
+    g = torch.func.grad(lambda x0: f(x0, *rest))(x)
+    (want,) = torch.autograd.grad(TRANSLATIONS[example][1](OPS, inputs[0], *rest), inputs[0])
+    torch.testing.assert_close(g, want)
+    batch = torch.stack([x, 2 * x])
+    values = torch.func.vmap(lambda x0: f(x0, *rest))(batch)
+    torch.testing.assert_close(values[1], f(2 * x, *rest))
+    per_example = torch.func.vmap(torch.func.grad(lambda x0: f(x0, *rest)))(batch)
+    torch.testing.assert_close(per_example[0], g)
+
+
+@pytest.mark.parametrize("example", TRANSFORM_EXAMPLES)
+def test_torch_compile_fullgraph(example: str) -> None:
+    torch._dynamo.reset()
+    spec, inputs = _point(example)
+    f = spec.compile("torch")
+    compiled = torch.compile(lambda *xs: f(*xs), fullgraph=True, backend="aot_eager")
+    value = compiled(*inputs)
+    (grad,) = torch.autograd.grad(value, inputs[0])
+    (want,) = torch.autograd.grad(f(*inputs), inputs[0])
+    torch.testing.assert_close(grad, want)
+
+
+def test_only_requested_gradients_are_computed() -> None:
+    f = load("contrastive").compile("torch")
+    a = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, dtype=torch.float64)
+    f(a, b, torch.tensor([1.0, 0.0], dtype=torch.float64)).backward()
+    assert a.grad is not None and b.grad is None
+
+
+def test_nn_module_with_tensor_param_buffer() -> None:
+    spec = load("cross_entropy")
+    weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    module = spec.torch_module(weight=weight, smoothing=0.1)
+    assert torch.equal(module.weight, weight)
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.tensor([0, 2, 1, 2])
+    expected = TRANSLATIONS["cross_entropy"][1](OPS, logits, target, weight, 0.1)
+    torch.testing.assert_close(module(logits, target), expected)
+    reference = torch.nn.functional.cross_entropy(
+        logits, target, weight=weight, label_smoothing=0.1
+    )
+    torch.testing.assert_close(module(logits, target), reference)
+
+
+# --- call-time errors ----------------------------------------------------------------------
+
+
+def test_dim_mismatch_names_input_dim_and_sizes() -> None:
+    f = load("focal").compile("torch")
+    with pytest.raises(lossdsl.CallError) as info:
+        f(torch.zeros(4), torch.zeros(5))
+    assert "dim `N` is 4 in `logits` but 5 in `target`" in info.value.message
+    assert info.value.span is not None and info.value.span.line == 3
+
+
+def test_wrong_rank_and_dtype_and_index_range() -> None:
+    ce = load("cross_entropy").compile("torch")
+    with pytest.raises(lossdsl.CallError, match="must have 2 dims"):
+        ce(torch.zeros(4), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(lossdsl.CallError, match="must hold integers"):
+        ce(torch.zeros(4, 3), torch.zeros(4))
+    with pytest.raises(lossdsl.CallError, match="class index 3, outside"):
+        ce(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(lossdsl.CallError, match="takes 2 inputs"):
+        ce(torch.zeros(4, 3))
+
+
+def test_bad_param_values() -> None:
+    spec = load("focal")
+    with pytest.raises(lossdsl.ParamError, match=r"`gamma` = -1 violates `where gamma >= 0`"):
+        spec.compile("torch", gamma=-1.0)
+    with pytest.raises(lossdsl.ParamError, match="has no param `beta`"):
+        spec.compile("torch", beta=1.0)
+
+
+# --- emitted source ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", sorted(TRANSLATIONS))
+def test_emitted_module_imports_only_torch_and_is_deterministic(example: str) -> None:
+    spec = load(example)
+    source = spec.emit("torch")
+    tree = ast.parse(source)
+    imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imports == {"torch"}
+    assert not any(isinstance(n, ast.ImportFrom) for n in ast.walk(tree))
+    assert ast.get_docstring(tree).startswith(spec.doc.splitlines()[0] if spec.doc else "The")
+    from lossdsl import cache
+
+    cache.clear_memory()
+    assert lossdsl.load(EXAMPLES / f"{example}.loss", spec.name).emit("torch") == source
