@@ -133,22 +133,44 @@ class Spec:
 
         return cache.source(key, build), key
 
-    def compile(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
-        """A callable ``loss(*inputs)`` built from exactly the source :meth:`emit` returns."""
-        return self._load(backend, params, reference=False)
+    def compile(
+        self,
+        backend: str = "torch",
+        *,
+        mode: str = "eager",
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> runtime.CompiledLoss:
+        """A callable ``loss(*inputs)`` built from exactly the source :meth:`emit` returns.
+
+        Args:
+            backend: "torch" or "jax".
+            mode: for torch, "eager" (the generated functions as they are) or "compiled"
+                (the same functions through ``torch.compile``: fused forward and backward).
+            params: param values, for a loss with a param named like an argument here.
+            **kwargs: param values by name.
+        """
+        if mode not in ("eager", "compiled"):
+            raise BackendError(None, f"unknown mode `{mode}`", "use mode='eager' or 'compiled'")
+        return self._load(backend, {**(params or {}), **kwargs}, reference=False, mode=mode)
 
     def reference(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
         """A direct translation of the loss as written (no rewrites, no generated gradient),
         for the framework's own autodiff: what `lossdsl verify` checks against."""
         return self._load(backend, params, reference=True)
 
-    def _load(self, backend: str, params: dict[str, Any], reference: bool) -> runtime.CompiledLoss:
+    def _load(
+        self, backend: str, params: dict[str, Any], reference: bool, mode: str = "eager"
+    ) -> runtime.CompiledLoss:
         runtime.framework(backend)
         bound = self.bind_params(params)
         source, key = self._source(backend, bound, reference)
+        load = runtime.load_compiled if mode == "compiled" and backend == "torch" else None
+        key = key + ("-compiled" if load else "")
         module = _modules.get(key)
         if module is None:
-            module = _modules.setdefault(key, runtime.load_module(source, self.name, key))
+            module = (load or runtime.load_module)(source, self.name, key)
+            module = _modules.setdefault(key, module)
         tensors = {k: v for k, v in bound.items() if not isinstance(v, float)}
         loss = self.ir if reference else self.stable_ir
         return runtime.CompiledLoss(loss, module, backend, tensors)

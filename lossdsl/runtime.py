@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import linecache
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,34 @@ def load_module(source: str, name: str, cache_key: str) -> ModuleType:
     exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own emitted code
     sys.modules[module.__name__] = module  # torch.compile re-imports functions' modules by name
     return module
+
+
+def load_compiled(source: str, name: str, cache_key: str) -> ModuleType:
+    """The torch module again, its `_value` and `_grad` run through `torch.compile` (fused
+    kernels, recompiled per shape and dtype by dynamo's guards); where no compiler works on
+    this machine they fall back, with a warning, to the same functions run eagerly."""
+    module = load_module(source, name, cache_key + "_compiled")
+    for function in ("_value", "_grad"):
+        module.__dict__[function] = _compile_with_fallback(module.__dict__[function])
+    return module
+
+
+def _compile_with_fallback(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import torch
+
+    state = {"fn": torch.compile(fn)}
+
+    def call(*args: Any) -> Any:
+        try:
+            return state["fn"](*args)
+        except Exception as exc:  # no working compiler here: run the same code eagerly
+            if state["fn"] is fn:
+                raise
+            warnings.warn(f"lossdsl: torch.compile failed ({type(exc).__name__}); running eager")
+            state["fn"] = fn
+            return fn(*args)
+
+    return call
 
 
 def _framework(backend: str) -> Any:

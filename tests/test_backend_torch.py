@@ -251,3 +251,40 @@ def test_emitted_module_imports_only_torch_and_is_deterministic(example: str) ->
 
     cache.clear_memory()
     assert lossdsl.load(EXAMPLES / f"{example}.loss", spec.name).emit("torch") == source
+
+
+# --- compiled mode -------------------------------------------------------------------------
+
+
+def test_compiled_mode_falls_back_to_eager_without_a_compiler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_compile(fn, *args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    spec = lossdsl.parse("loss sq(x: Real[N]) { return mean(x^2) + 0 * sum(x) }", "fallback.loss")
+    f = spec.compile("torch", mode="compiled")
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        value = f(x)
+    value.backward()
+    torch.testing.assert_close(x.grad, torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.slow
+def test_compiled_mode_with_inductor_matches_eager() -> None:
+    spec, inputs = _point("focal", torch.float32)
+    compiled = spec.compile("torch", mode="compiled")
+    eager = spec.compile("torch")
+    (got,) = torch.autograd.grad(compiled(*inputs), inputs[0])
+    (want,) = torch.autograd.grad(eager(*inputs), inputs[0])
+    torch.testing.assert_close(got, want)
+
+
+def test_unknown_mode_is_an_error() -> None:
+    with pytest.raises(lossdsl.BackendError, match="unknown mode"):
+        load("focal").compile("torch", mode="fast")
