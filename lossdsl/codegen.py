@@ -165,6 +165,7 @@ class Program:
     assignments: list[tuple[Symbol, sympy.Basic]]
     results: list[sympy.Basic]
     names: dict[Symbol, str]
+    scalars: set[Symbol] = field(default_factory=set)  # temporaries with no dims
 
 
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
@@ -187,4 +188,5 @@ def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None)
             name += "_"
         used.add(name)
         names[temp] = name
-    return Program(list(assignments), list(results), names)
+    scalars = {t for t, e in full.items() if not ir.dims_of(e) and e.free_symbols}
+    return Program(list(assignments), list(results), names, scalars)

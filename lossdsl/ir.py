@@ -239,6 +239,19 @@ class Reduction(TensorOp):
         return cls(arg, dims_tuple(dims))
 
 
+def _sum_of_onehot(arg: sympy.Expr, dims: tuple[str, ...]) -> sympy.Expr | None:
+    """sum[C](onehot(t) * x) = x[t]: a one-hot selects, it need not be materialised."""
+    factors = arg.args if isinstance(arg, sympy.Mul) else (arg,)
+    for factor in factors:
+        if isinstance(factor, OneHot) and str(factor.args[1].name) in dims:
+            dim = str(factor.args[1].name)
+            rest = sympy.Mul(*(f for f in factors if f is not factor))
+            picked = Gather(rest, factor.args[0], factor.args[1])
+            others = tuple(d for d in dims if d != dim)
+            return ReduceSum.make(picked, others)
+    return None
+
+
 def count(dims: tuple[str, ...]) -> sympy.Expr:
     return sympy.Mul(*(size(d) for d in dims))
 
@@ -259,7 +272,7 @@ class ReduceSum(Reduction):
             return count(missing) * ReduceSum.make(arg, present)
         if arg == 0 and _SIMPLIFY.get():
             return S.Zero
-        return None
+        return _sum_of_onehot(arg, present) if _SIMPLIFY.get() else None
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
         return cot
@@ -321,11 +334,17 @@ class LogSumExp(Reduction):
             return LogSumExp.make(arg, present) + sympy.log(count(missing))
         return None
 
+    def weights(self) -> sympy.Expr:
+        """exp(x - logsumexp(x)): the softmax over the reduced dims."""
+        if len(self.dims) == 1:
+            return Softmax(self.arg, self.args[1])
+        return sympy.exp(self.arg - self)
+
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
-        return cot * sympy.exp(self.arg - self)
+        return cot * self.weights()
 
     def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
-        return ReduceSum.make(sympy.exp(self.arg - self) * tangent, self.dims)
+        return ReduceSum.make(self.weights() * tangent, self.dims)
 
 
 class Norm(TensorOp):
@@ -394,10 +413,10 @@ class LogSoftmax(TensorOp):
         return dim_names(self.args[1])
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
-        return cot - sympy.exp(self) * ReduceSum.make(cot, self.dims)
+        return cot - Softmax(*self.args) * ReduceSum.make(cot, self.dims)
 
     def jvp(self, tangent: sympy.Expr) -> sympy.Expr:
-        return tangent - ReduceSum.make(sympy.exp(self) * tangent, self.dims)
+        return tangent - ReduceSum.make(Softmax(*self.args) * tangent, self.dims)
 
     def _eval_is_real(self) -> bool:
         return True
