@@ -37,7 +37,9 @@ class LossPrinter(StrPrinter):
             op = "softmax" if name == "Softmax" else "log_softmax"
             return f"{op}[{ir.dim_names(expr.args[1])[0]}]({self._print(expr.args[0])})"
         if name == "Gather":
-            return f"{self.parenthesize(expr.args[0], 1000)}[{self._print(expr.args[1])}]"
+            base = self._print(expr.args[0])
+            atomic = isinstance(expr.args[0], (sympy.Symbol, sympy.Function))
+            return f"{base if atomic else f'({base})'}[{self._print(expr.args[1])}]"
         if name == "OneHot":
             return f"onehot({self._print(expr.args[0])})"
         if name == "Safe":
