@@ -170,7 +170,7 @@ class Program:
 
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
     """CSE over all results at once; temporaries that are a binding of the spec take its name."""
-    temps = sympy.numbered_symbols("_cse")
+    temps = sympy.numbered_symbols("_cse", real=True)
     with ir.frozen():
         assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
     bindings = {}

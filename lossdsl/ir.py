@@ -202,7 +202,10 @@ def frozen() -> Iterator[None]:
 
 class TensorOp(Function):
     """A node that mixes elements along dims. Subclasses define the result's dims and the
-    cotangent (vjp) and tangent (jvp) rules used by :mod:`lossdsl.derive`."""
+    cotangent (vjp) and tangent (jvp) rules used by :mod:`lossdsl.derive`. Every value in a
+    loss is real, so tensor ops are too (SymPy's Max and comparisons need to know)."""
+
+    is_real = True
 
     def result_dims(self) -> frozenset[str]:
         raise NotImplementedError(type(self).__name__)

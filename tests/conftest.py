@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ SPECS = ROOT / "specs"
 
 def pytest_configure(config: pytest.Config) -> None:
     # Each test session compiles into its own cache: tests never read a stale user cache.
-    cache = config.cache.mkdir("lossdsl_cache") if config.cache else None
-    if cache is not None and "LOSSDSL_CACHE_DIR" not in os.environ:
-        os.environ["LOSSDSL_CACHE_DIR"] = str(cache)
+    if "LOSSDSL_CACHE_DIR" not in os.environ:
+        cache = getattr(config, "cache", None)
+        folder = cache.mkdir("lossdsl_cache") if cache else tempfile.mkdtemp(prefix="lossdsl-")
+        os.environ["LOSSDSL_CACHE_DIR"] = str(folder)
     try:
         import jax
     except ImportError:
