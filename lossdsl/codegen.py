@@ -165,7 +165,7 @@ class Program:
     assignments: list[tuple[Symbol, sympy.Basic]]
     results: list[sympy.Basic]
     names: dict[Symbol, str]
-    scalars: set[Symbol] = field(default_factory=set)  # temporaries with no dims
+    dims: dict[sympy.Basic, frozenset[str]] = field(default_factory=dict)  # of temporaries
 
 
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
@@ -188,5 +188,7 @@ def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None)
             name += "_"
         used.add(name)
         names[temp] = name
-    scalars = {t for t, e in full.items() if not ir.dims_of(e) and e.free_symbols}
-    return Program(list(assignments), list(results), names, scalars)
+    dims: dict[sympy.Basic, frozenset[str]] = {}
+    for temp, rhs in assignments:
+        dims[temp] = ir.dims_in(rhs, dims)
+    return Program(list(assignments), list(results), names, dims)

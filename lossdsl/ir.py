@@ -9,7 +9,7 @@ and know their own derivatives in both modes (:meth:`TensorOp.vjp`, :meth:`Tenso
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -59,15 +59,22 @@ def dim_names(t: Tuple) -> tuple[str, ...]:
 @lru_cache(maxsize=65536)
 def dims_of(expr: sympy.Basic) -> frozenset[str]:
     """The dims an expression varies along (broadcasting aligns them by name)."""
+    return dims_in(expr, {})
+
+
+def dims_in(expr: sympy.Basic, known: Mapping[sympy.Basic, frozenset[str]]) -> frozenset[str]:
+    """:func:`dims_of` where some symbols (CSE temporaries) have dims given in ``known``."""
+    if expr in known:
+        return known[expr]
     if isinstance(expr, Symbol):
         return frozenset(expr.name.split("|", 1)[1].split(",")) if "|" in expr.name else frozenset()
     if isinstance(expr, TensorOp):
-        return expr.result_dims()
+        return expr.result_dims([dims_in(a, known) for a in expr.args])
     if isinstance(expr, (Str, Tuple)) and not expr.free_symbols:
         return frozenset()
     found: frozenset[str] = frozenset()
     for arg in expr.args:
-        found |= dims_of(arg)
+        found |= dims_in(arg, known)
     return found
 
 
@@ -207,7 +214,8 @@ class TensorOp(Function):
 
     is_real = True
 
-    def result_dims(self) -> frozenset[str]:
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        """The dims of the result, given the dims of each argument."""
         raise NotImplementedError(type(self).__name__)
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
@@ -232,8 +240,8 @@ class Reduction(TensorOp):
     def dims(self) -> tuple[str, ...]:
         return dim_names(self.args[1])
 
-    def result_dims(self) -> frozenset[str]:
-        return dims_of(self.arg) - set(self.dims)
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return arg_dims[0] - set(self.dims)
 
     @classmethod
     def make(cls, arg: sympy.Expr, dims: tuple[str, ...] | frozenset[str]) -> sympy.Expr:
@@ -364,13 +372,14 @@ class Norm(TensorOp):
     def dims(self) -> tuple[str, ...]:
         return dim_names(self.args[1])
 
-    def result_dims(self) -> frozenset[str]:
-        return dims_of(self.arg) - set(self.dims)
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return arg_dims[0] - set(self.dims)
 
     def _unit(self, numerator: sympy.Expr) -> sympy.Expr:
         if self.args[2].is_positive:
             return numerator / self
-        return Piecewise((S.Zero, sympy.Eq(self, 0)), (numerator / self, True))
+        # The guard multiplies the numerator from outside: it varies only along the kept dims.
+        return numerator * Piecewise((S.Zero, sympy.Eq(self, 0)), (1 / self, True))
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
         return self._unit(cot * self.arg)
@@ -388,8 +397,8 @@ class Norm(TensorOp):
 class Softmax(TensorOp):
     nargs = 2
 
-    def result_dims(self) -> frozenset[str]:
-        return dims_of(self.args[0])
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return arg_dims[0]
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -408,8 +417,8 @@ class Softmax(TensorOp):
 class LogSoftmax(TensorOp):
     nargs = 2
 
-    def result_dims(self) -> frozenset[str]:
-        return dims_of(self.args[0])
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return arg_dims[0]
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -434,8 +443,8 @@ class Gather(TensorOp):
     def dim(self) -> str:
         return str(self.args[2].name)
 
-    def result_dims(self) -> frozenset[str]:
-        return (dims_of(self.args[0]) - {self.dim}) | dims_of(self.args[1])
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return (arg_dims[0] - {self.dim}) | arg_dims[1]
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:
         return cot * OneHot(self.args[1], self.args[2])
@@ -455,8 +464,8 @@ class OneHot(TensorOp):
 
     nargs = 2
 
-    def result_dims(self) -> frozenset[str]:
-        return dims_of(self.args[0]) | {str(self.args[1].name)}
+    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
+        return arg_dims[0] | {str(self.args[1].name)}
 
     def _eval_is_nonnegative(self) -> bool:
         return True

@@ -38,7 +38,7 @@ class TensorPrinter(PythonCodePrinter):
         self.layout = layout
         self.names = names
         self.spans = spans or {}
-        self.scalars: set[sympy.Symbol] = set()  # CSE temporaries known to have no dims
+        self.temp_dims: dict[sympy.Basic, frozenset[str]] = {}  # dims of CSE temporaries
 
     def doprint(self, expr: Any, assign_to: Any = None) -> str:  # noqa: D102
         return super().doprint(expr, assign_to)
@@ -71,26 +71,18 @@ class TensorPrinter(PythonCodePrinter):
             "report this; meanwhile rewrite the expression with other builtins",
         )
 
-    # Scalar factors first: Python multiplies left to right, so `grad / n * x` costs one
-    # full-size kernel where `x * grad / n` costs two.
+    # Smaller factors first: Python multiplies left to right, so `(g / d) * x` with `g`, `d`
+    # of shape [N, 1] and `x` of [N, D] costs one full-size kernel where `x * g / d` costs two.
     def _print_Mul(self, expr: sympy.Mul) -> str:
-        scalars = [f for f in expr.args if self._is_scalar(f)]
-        tensors = [f for f in expr.args if not self._is_scalar(f)]
-        if len(scalars) < 2 or not tensors or (len(scalars) == 2 and scalars[0] == -1):
+        ranks = [len(ir.dims_in(f, self.temp_dims)) for f in expr.args]
+        top = max(ranks)
+        small = [f for f, r in zip(expr.args, ranks, strict=True) if r < top]
+        large = [f for f, r in zip(expr.args, ranks, strict=True) if r == top]
+        if len([f for f in small if f != -1]) < 2 or not large:
             return super()._print_Mul(expr)  # type: ignore[no-any-return]
         precedence = sympy.printing.precedence.PRECEDENCE["Mul"]
-        head = self.parenthesize(sympy.Mul(*scalars, evaluate=False), precedence)
-        return f"{head}*{self.parenthesize(sympy.Mul(*tensors), precedence)}"
-
-    def _is_scalar(self, factor: sympy.Basic) -> bool:
-        base = factor.base if isinstance(factor, sympy.Pow) and factor.exp.is_number else factor
-        if base.is_number:
-            return True
-        if not isinstance(base, sympy.Symbol):
-            return False
-        if base.name.startswith("_cse"):  # a CSE temporary: its dims are known to the program
-            return base in self.scalars
-        return not ir.dims_of(base)
+        head = self.parenthesize(sympy.Mul(*small, evaluate=False), precedence)
+        return f"{head}*{self.parenthesize(sympy.Mul(*large), precedence)}"
 
     # Powers: roots as sqrt/rsqrt, reciprocals as division.
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:

@@ -112,7 +112,7 @@ def straight_line(
             name += "_"
         prog.names[temp] = name
     printer = printer_for(prog.names)
-    printer.scalars = prog.scalars
+    printer.temp_dims = prog.dims
     lines = [f"{prog.names[t]} = {printer.doprint(rhs)}" for t, rhs in prog.assignments]
     return lines, [printer.doprint(r) for r in prog.results]
 
