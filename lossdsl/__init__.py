@@ -3,8 +3,8 @@ gradients generated symbolically."""
 
 __version__ = "0.1.0"
 
-from lossdsl.api import Spec, load, load_all, parse  # noqa: E402
-from lossdsl.errors import (  # noqa: E402
+from lossdsl.api import Spec, load, load_all, parse
+from lossdsl.errors import (
     ArityError,
     BackendError,
     CallError,

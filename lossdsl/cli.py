@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,9 @@ def _params(pairs: Sequence[str]) -> dict[str, float]:
 def cmd_check(args: argparse.Namespace) -> int:
     from lossdsl.analysis import check_files
 
-    return check_files(_files(args.files), as_json=args.json, strict=args.strict, explain=args.explain)
+    return check_files(
+        _files(args.files), as_json=args.json, strict=args.strict, explain=args.explain
+    )
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -126,7 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERRORS
-
 
 
 if __name__ == "__main__":

@@ -150,7 +150,9 @@ def guard(expr: sympy.Basic) -> sympy.Basic:
     earlier: list[sympy.Basic] = []
     for value, cond in expr.args:
         selected = sympy.And(cond, *(sympy.Not(c) for c in earlier)) if earlier else cond
-        pieces.append((_guard_branch(value, selected) if selected is not sympy.true else value, cond))
+        pieces.append(
+            (_guard_branch(value, selected) if selected is not sympy.true else value, cond)
+        )
         earlier.append(cond)
     return sympy.Piecewise(*pieces, evaluate=False)
 

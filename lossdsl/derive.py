@@ -72,9 +72,7 @@ def _depends(t: Tape, wrt: set[Symbol]) -> set[Symbol]:
     return live
 
 
-def vjp(
-    output: sympy.Expr, wrt: list[Symbol], cotangent: Symbol
-) -> dict[Symbol, sympy.Expr]:
+def vjp(output: sympy.Expr, wrt: list[Symbol], cotangent: Symbol) -> dict[Symbol, sympy.Expr]:
     """Reverse mode: the gradient of ``sum(cotangent * output)`` w.r.t. each leaf in ``wrt``,
     each with (at most) the dims of its leaf."""
     t = tape(output)

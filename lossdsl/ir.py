@@ -45,7 +45,11 @@ def leaf_name(symbol: Symbol) -> str:
 
 def size(dim: str) -> sympy.Expr:
     """``size(D)``: a literal dim is its number, a named one a positive integer symbol."""
-    return sympy.Integer(int(dim)) if dim.isdigit() else Symbol(f"n_{dim}", positive=True, integer=True)
+    return (
+        sympy.Integer(int(dim))
+        if dim.isdigit()
+        else Symbol(f"n_{dim}", positive=True, integer=True)
+    )
 
 
 def dims_tuple(dims: tuple[str, ...] | frozenset[str]) -> Tuple:
@@ -204,7 +208,6 @@ def frozen() -> Iterator[None]:
         yield
     finally:
         _SIMPLIFY.reset(token)
-
 
 
 class TensorOp(Function):

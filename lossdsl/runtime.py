@@ -13,9 +13,9 @@ from types import ModuleType
 from typing import Any
 
 from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.codegen import py_name
 from lossdsl.errors import BackendError, CallError, ParamError, Span
 from lossdsl.ir import LossIR
-from lossdsl.codegen import py_name
 
 
 def load_module(source: str, name: str, cache_key: str) -> ModuleType:
@@ -24,7 +24,7 @@ def load_module(source: str, name: str, cache_key: str) -> ModuleType:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = ModuleType(f"lossdsl_generated_{name}_{cache_key[:12]}")
     module.__file__ = filename
-    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own emitted code
+    exec(compile(source, filename, "exec"), module.__dict__)
     sys.modules[module.__name__] = module  # torch.compile re-imports functions' modules by name
     return module
 
@@ -50,7 +50,10 @@ def _compile_with_fallback(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # no working compiler here: run the same code eagerly
             if state["fn"] is fn:
                 raise
-            warnings.warn(f"lossdsl: torch.compile failed ({type(exc).__name__}); running eager")
+            warnings.warn(
+                f"lossdsl: torch.compile failed ({type(exc).__name__}); running eager",
+                stacklevel=2,
+            )
             state["fn"] = fn
             return fn(*args)
 
@@ -179,8 +182,7 @@ def _check_tensor_params(
         if shape != want:
             raise ParamError(
                 info.span,
-                f"param `{info.name}` must have shape {want} ({', '.join(info.dims)}), "
-                f"got {shape}",
+                f"param `{info.name}` must have shape {want} ({', '.join(info.dims)}), got {shape}",
                 "pass one value per position of its dims, or a scalar at compile time",
             )
         check_param_values(info, value)

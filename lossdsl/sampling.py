@@ -71,7 +71,9 @@ def hard_points(inputs: tuple[InputInfo, ...], seed: int = 0) -> list[Point]:
     points = []
     for scale, label in ((30.0, "saturated"), (1e3, "extreme")):
         varied = [
-            np.sign(rng.normal(size=x.shape)) * scale if i.elem == "Real" and not _box_like(i) else x
+            np.sign(rng.normal(size=x.shape)) * scale
+            if i.elem == "Real" and not _box_like(i)
+            else x
             for i, x in zip(inputs, base, strict=True)
         ]
         points.append(Point(label, tuple(varied)))

@@ -29,10 +29,13 @@ class LossPrinter(StrPrinter):
     def _print_Function(self, expr: sympy.Function) -> str:
         name = type(expr).__name__
         if name in _REDUCTIONS:
-            return f"{_REDUCTIONS[name]}[{', '.join(ir.dim_names(expr.args[1]))}]({self._print(expr.args[0])})"
+            dims = ", ".join(ir.dim_names(expr.args[1]))
+            return f"{_REDUCTIONS[name]}[{dims}]({self._print(expr.args[0])})"
         if name == "Norm":
             eps = "" if expr.args[2] == 0 else f", eps={self._print(expr.args[2])}"
-            return f"norm[{', '.join(ir.dim_names(expr.args[1]))}]({self._print(expr.args[0])}{eps})"
+            return (
+                f"norm[{', '.join(ir.dim_names(expr.args[1]))}]({self._print(expr.args[0])}{eps})"
+            )
         if name in ("Softmax", "LogSoftmax"):
             op = "softmax" if name == "Softmax" else "log_softmax"
             return f"{op}[{ir.dim_names(expr.args[1])[0]}]({self._print(expr.args[0])})"

@@ -35,7 +35,9 @@ class Outcome:
     def passed(self) -> bool:
         return not self.failures
 
-    def compare(self, label: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> None:
+    def compare(
+        self, label: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float
+    ) -> None:
         got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
         err = np.abs(got - want)
         rel = err / np.maximum(np.abs(want), atol / rtol)
@@ -60,9 +62,14 @@ class _Torch:
         tensors = [self.torch.tensor(x, requires_grad=i in wrt) for i, x in enumerate(inputs)]
         out = fn(*tensors).sum()
         grads = self.torch.autograd.grad(out, [tensors[i] for i in wrt], allow_unused=True)
-        return [np.zeros_like(inputs[i]) if g is None else g.numpy() for i, g in zip(wrt, grads)]
+        return [
+            np.zeros_like(inputs[i]) if g is None else g.numpy()
+            for i, g in zip(wrt, grads, strict=True)
+        ]
 
-    def batched(self, fn: Any, inputs: tuple[np.ndarray, ...], index: int, batch: np.ndarray) -> np.ndarray:
+    def batched(
+        self, fn: Any, inputs: tuple[np.ndarray, ...], index: int, batch: np.ndarray
+    ) -> np.ndarray:
         from torch.func import vmap
 
         dims = tuple(0 if i == index else None for i in range(len(inputs)))
@@ -98,14 +105,18 @@ class _Jax:
 
         return [np.asarray(g) for g in self._jit(fn, "grad", tuple(wrt), make)(*inputs)]
 
-    def batched(self, fn: Any, inputs: tuple[np.ndarray, ...], index: int, batch: np.ndarray) -> np.ndarray:
+    def batched(
+        self, fn: Any, inputs: tuple[np.ndarray, ...], index: int, batch: np.ndarray
+    ) -> np.ndarray:
         dims = tuple(0 if i == index else None for i in range(len(inputs)))
         args = [batch if i == index else x for i, x in enumerate(inputs)]
         vmapped = self._jit(fn, "vmap", dims, lambda: self.jax.vmap(fn, in_axes=dims))
         return np.asarray(vmapped(*args))
 
 
-def finite_differences(runner: Any, fn: Any, inputs: tuple[np.ndarray, ...], index: int) -> np.ndarray:
+def finite_differences(
+    runner: Any, fn: Any, inputs: tuple[np.ndarray, ...], index: int
+) -> np.ndarray:
     """Central differences of ``sum(fn(...))`` w.r.t. one input, all perturbations in one call."""
     x = inputs[index]
     h = 1e-6 * np.maximum(1.0, np.abs(x)).reshape(-1)
@@ -130,12 +141,19 @@ def verify_spec(spec: Any, backend: str, points: int) -> Outcome:
 
 
 def _check_random(o: Outcome, runner: Any, fn: Any, ref: Any, point: Point, wrt: list[int]) -> None:
-    o.compare(f"{point.label} value", runner.value(fn, point.inputs), runner.value(ref, point.inputs),
-              RTOL_AUTODIFF, ATOL_AUTODIFF)
+    o.compare(
+        f"{point.label} value",
+        runner.value(fn, point.inputs),
+        runner.value(ref, point.inputs),
+        RTOL_AUTODIFF,
+        ATOL_AUTODIFF,
+    )
     generated = runner.grads(fn, point.inputs, wrt)
     autodiff = runner.grads(ref, point.inputs, wrt)
     for i, got, want in zip(wrt, generated, autodiff, strict=True):
-        o.compare(f"{point.label} d/d input {i} vs autodiff", got, want, RTOL_AUTODIFF, ATOL_AUTODIFF)
+        o.compare(
+            f"{point.label} d/d input {i} vs autodiff", got, want, RTOL_AUTODIFF, ATOL_AUTODIFF
+        )
         fd = finite_differences(runner, fn, point.inputs, i)
         o.compare(f"{point.label} d/d input {i} vs finite differences", got, fd, RTOL_FD, ATOL_FD)
 
@@ -171,7 +189,9 @@ def verify_files(paths: list[Path], backend: str | None, points: int) -> int:
             return 1
     jobs = [(spec, b) for spec in specs for b in _backends(backend)]
     if not jobs:
-        print("lossdsl verify: no backend installed (pip install 'lossdsl[torch]')", file=sys.stderr)
+        print(
+            "lossdsl verify: no backend installed (pip install 'lossdsl[torch]')", file=sys.stderr
+        )
         return 1
     outcomes = _run_with_progress(jobs, points)
     _print_table(outcomes)
@@ -194,7 +214,9 @@ def _run_with_progress(jobs: list[tuple[Any, str]], points: int) -> list[Outcome
 
 
 def _print_table(outcomes: list[Outcome]) -> None:
-    header = f"{'loss':<20} {'backend':<8} {'points':>6} {'max abs err':>12} {'max rel err':>12}  result"
+    header = (
+        f"{'loss':<20} {'backend':<8} {'points':>6} {'max abs err':>12} {'max rel err':>12}  result"
+    )
     print(header)
     print("-" * len(header))
     for o in outcomes:

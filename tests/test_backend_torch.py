@@ -4,6 +4,7 @@ gradients vs autograd and finite differences, transforms, and call-time errors."
 from __future__ import annotations
 
 import ast
+from functools import partial
 
 import numpy as np
 import pytest
@@ -53,8 +54,11 @@ def test_value_and_gradient_match_translation(example: str) -> None:
         ):
             torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
         wrt = [x for x, i in zip(inputs, spec.inputs, strict=True) if i.differentiated]
-        rest = lambda *w: compiled(*_replace(inputs, spec, w))  # noqa: E731
-        assert torch.autograd.gradcheck(rest, wrt)
+        assert torch.autograd.gradcheck(partial(_call, compiled, inputs, spec), wrt)
+
+
+def _call(fn, inputs: list, spec: lossdsl.Spec, *new):
+    return fn(*_replace(inputs, spec, new))
 
 
 def _replace(inputs: list, spec: lossdsl.Spec, new: tuple) -> list:

@@ -14,9 +14,25 @@ from lossdsl.codegen import Layout, py_name, size_name
 from lossdsl.errors import BackendError, Span
 
 # IR function class name -> the builtin's name in the language (for error messages).
-_ELEMENTWISE = (
-    "exp log log1p expm1 sin cos tanh erf Abs sign Sign Floor Ceil Round Sigmoid Softplus Relu"
-).split()
+_ELEMENTWISE = [
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sin",
+    "cos",
+    "tanh",
+    "erf",
+    "Abs",
+    "sign",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sigmoid",
+    "Softplus",
+    "Relu",
+]
 
 
 class TensorPrinter(PythonCodePrinter):
@@ -28,7 +44,7 @@ class TensorPrinter(PythonCodePrinter):
     # Reductions: IR class name -> format with {arg} and {axes} (a tuple literal).
     REDUCTIONS: ClassVar[dict[str, str]] = {}
     WHERE = ""
-    LOGICAL = {"And": "", "Or": "", "Not": ""}
+    LOGICAL: ClassVar[dict[str, str]] = {"And": "", "Or": "", "Not": ""}
     ASTYPE = ""  # format with {x}: cast a boolean tensor to the computation's dtype
 
     def __init__(
@@ -40,25 +56,31 @@ class TensorPrinter(PythonCodePrinter):
         self.spans = spans or {}
         self.temp_dims: dict[sympy.Basic, frozenset[str]] = {}  # dims of CSE temporaries
 
-    def doprint(self, expr: Any, assign_to: Any = None) -> str:  # noqa: D102
+    def doprint(self, expr: Any, assign_to: Any = None) -> str:
         return super().doprint(expr, assign_to)
 
     # Constant subexpressions (sqrt(2), log(3), ...) become float literals.
     def _print(self, expr: Any, **kwargs: Any) -> str:
         if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Integer:
             value = float(expr.evalf(17))
-            return repr(value) if value == value and abs(value) != float("inf") else self._inf(value)
+            return (
+                repr(value) if value == value and abs(value) != float("inf") else self._inf(value)
+            )
         return super()._print(expr, **kwargs)  # type: ignore[no-any-return]
 
     def _inf(self, value: float) -> str:
-        return "float('nan')" if value != value else ("float('inf')" if value > 0 else "-float('inf')")
+        return (
+            "float('nan')" if value != value else ("float('inf')" if value > 0 else "-float('inf')")
+        )
 
     # Leaves print as the generated code's variable names.
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         if expr in self.names:
             return self.names[expr]
         name = ir.leaf_name(expr)
-        return size_name(name[2:]) if name.startswith("n_") and "|" not in expr.name else py_name(name)
+        return (
+            size_name(name[2:]) if name.startswith("n_") and "|" not in expr.name else py_name(name)
+        )
 
     # The generic fallback names the backend and the node, never prints Python that fails later.
     def _print_Function(self, expr: sympy.Function) -> str:

@@ -7,6 +7,8 @@ differentiate it again (``hessian``).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import sympy
 
 from lossdsl import ir
@@ -16,8 +18,8 @@ from lossdsl.backends.module import (
     arg_names,
     component_slices,
     dtype_line,
-    finish,
     entry_function,
+    finish,
     header,
     indent,
     size_lines,
@@ -29,7 +31,7 @@ from lossdsl.codegen import Plan, py_name, tangent_symbol, with_tangent
 @install_table
 class JaxPrinter(TensorPrinter):
     backend = "jax"
-    FUNCTIONS = {
+    FUNCTIONS: ClassVar[dict[str, str]] = {
         "exp": "jnp.exp({0})",
         "log": "jnp.log({0})",
         "log1p": "jnp.log1p({0})",
@@ -55,7 +57,7 @@ class JaxPrinter(TensorPrinter):
         "clamp_max": "jnp.maximum({0}, {1})",
         "clamp_min": "jnp.minimum({0}, {1})",
     }
-    REDUCTIONS = {
+    REDUCTIONS: ClassVar[dict[str, str]] = {
         "sum": "jnp.sum({arg}, axis={axes}, keepdims=True)",
         "max": "jnp.max({arg}, axis={axes}, keepdims=True)",
         "min": "jnp.min({arg}, axis={axes}, keepdims=True)",
@@ -67,7 +69,7 @@ class JaxPrinter(TensorPrinter):
         "arange": "jnp.arange({size}).reshape({shape})",
     }
     WHERE = "jnp.where({0}, {1}, {2})"
-    LOGICAL = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
+    LOGICAL: ClassVar[dict[str, str]] = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
     ASTYPE = "{x}.astype(dtype)"
 
 
@@ -94,6 +96,8 @@ def _printer(plan: Plan):  # type: ignore[no-untyped-def]
 
 
 def _prelude(plan: Plan, exprs: list[sympy.Basic]) -> list[str]:
+    # The result is broadcast to the output's layout shape, which names the output's sizes.
+    exprs = [*exprs, *(ir.size(d) for d in plan.output_dims if not d.isdigit())]
     symbols = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
     lines = [dtype_line(plan), *size_lines(plan, exprs), *component_slices(plan, symbols)]
     tangents = {s.name for s in symbols if ir.leaf_name(s).startswith("d_")}
@@ -121,7 +125,9 @@ def emit(plan: Plan, reference: bool = False) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_tangent(plan) if not reference else plan
     tangent_expr = plan.tangent if plan.tangent is not None else plan.value
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
+    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
+        py_name(p.name) for p in plan.loss.params
+    }
     reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
     reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
     args = arg_names(plan)
@@ -133,8 +139,11 @@ def emit(plan: Plan, reference: bool = False) -> str:
 
     exprs = [plan.value, tangent_expr]
     used = {ir.leaf_name(s) for s in tangent_expr.free_symbols}
-    used |= {"d_" + base for c, (base, _, _) in plan.loss.components.items()
-             if "d_" + ir.leaf_name(c) in used}
+    used |= {
+        "d_" + base
+        for c, (base, _, _) in plan.loss.components.items()
+        if "d_" + ir.leaf_name(c) in used
+    }
     tangent_names = [
         "d_" + py_name(i.name) if "d_" + i.name in used else "_" for i in plan.loss.inputs
     ] + ["_"] * len(plan.tensor_params)

@@ -8,6 +8,8 @@ computes only the gradients ``needs_input_grad`` asks for, and has ``generate_vm
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import sympy
 
 from lossdsl import ir
@@ -17,8 +19,8 @@ from lossdsl.backends.module import (
     arg_names,
     component_slices,
     dtype_line,
-    finish,
     entry_function,
+    finish,
     header,
     indent,
     size_lines,
@@ -30,7 +32,7 @@ from lossdsl.codegen import Plan, cotangent, py_name, with_gradients
 @install_table
 class TorchPrinter(TensorPrinter):
     backend = "torch"
-    FUNCTIONS = {
+    FUNCTIONS: ClassVar[dict[str, str]] = {
         "exp": "torch.exp({0})",
         "log": "torch.log({0})",
         "log1p": "torch.log1p({0})",
@@ -56,7 +58,7 @@ class TorchPrinter(TensorPrinter):
         "clamp_max": "torch.clamp({0}, min={1})",
         "clamp_min": "torch.clamp({0}, max={1})",
     }
-    REDUCTIONS = {
+    REDUCTIONS: ClassVar[dict[str, str]] = {
         "sum": "torch.sum({arg}, dim={axes}, keepdim=True)",
         "max": "torch.amax({arg}, dim={axes}, keepdim=True)",
         "min": "torch.amin({arg}, dim={axes}, keepdim=True)",
@@ -69,7 +71,7 @@ class TorchPrinter(TensorPrinter):
         "arange": "torch.arange({size}, device=dtype_device).reshape({shape})",
     }
     WHERE = "torch.where({0}, {1}, {2})"
-    LOGICAL = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
+    LOGICAL: ClassVar[dict[str, str]] = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
     ASTYPE = "{x}.to(dtype)"
 
     # A vector norm without eps is one fused kernel in torch.
@@ -116,9 +118,7 @@ def _value_function(plan: Plan, reserved: set[str]) -> list[str]:
 
 
 def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
-    leaves = {
-        info.name: plan.loss.leaves_of(info.name) for info in plan.wrt
-    }
+    leaves = {info.name: plan.loss.leaves_of(info.name) for info in plan.wrt}
     order = [leaf for info in plan.wrt for leaf in leaves[info.name]]
     exprs = [plan.grads[ir.leaf_name(leaf)] for leaf in order]
     lines, printed = straight_line(_printer(plan), plan, exprs, reserved)
@@ -175,7 +175,9 @@ def _printer(plan: Plan):  # type: ignore[no-untyped-def]
 def emit_reference(plan: Plan) -> str:
     """A direct translation without the generated gradient: the value function alone, for
     autograd to differentiate (what `lossdsl verify` compares against)."""
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
+    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
+        py_name(p.name) for p in plan.loss.params
+    }
     reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
     lines = [
         header(plan, "torch reference"),
@@ -199,7 +201,9 @@ def emit_reference(plan: Plan) -> str:
 def emit(plan: Plan) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_gradients(plan)
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {py_name(p.name) for p in plan.loss.params}
+    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
+        py_name(p.name) for p in plan.loss.params
+    }
     reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
     cls = "_" + "".join(part.title() for part in plan.loss.name.split("_")) + "Function"
     args = arg_names(plan)
