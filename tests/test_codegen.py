@@ -25,8 +25,8 @@ CASES = {
     ),
     "reductions": (
         "loss f(x: Real[N, C]) {\n"
-        "  return mean(max[C](x) - min[C](x)) + logsumexp(x)\n"
-        "    + sum(prod[C](x)) + sum(softmax[C](x)^2)\n}"
+        "  return (mean(max[C](x) - min[C](x)) + logsumexp(x)\n"
+        "    + sum(prod[C](x)) + sum(softmax[C](x)^2))\n}"
     ),
     "norm with eps": "loss f(a: Real[N, D]) { return mean(norm[D](a, eps=1e-6)) }",
     "onehot and size": (
