@@ -82,114 +82,18 @@ def dims_in(expr: sympy.Basic, known: Mapping[sympy.Basic, frozenset[str]]) -> f
     return found
 
 
-# --- elementwise functions SymPy lacks -----------------------------------------------------
-
-
-class Sigmoid(Function):
-    """``1 / (1 + exp(-x))``; its derivative is written ``sigmoid(x) * sigmoid(-x)`` so that
-    neither factor is computed as ``1 - sigmoid(x)`` (which cancels to 0 for large x)."""
-
-    is_real = True
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        x = self.args[0]
-        return Sigmoid(x) * Sigmoid(-x)
-
-    def _eval_is_positive(self) -> bool | None:
-        return True if self.args[0].is_real else None
-
-    @classmethod
-    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        return S.Half if x == 0 else None
-
-
-class Softplus(Function):
-    """``log(1 + exp(x))``, computed without overflow."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Sigmoid(self.args[0])
-
-    def _eval_is_positive(self) -> bool | None:
-        return True if self.args[0].is_real else None
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-
-class Relu(Function):
-    """``max(x, 0)``; derivative 0 at 0 (like ``torch.relu``)."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Piecewise((S.One, self.args[0] > 0), (S.Zero, True))
-
-    def _eval_is_nonnegative(self) -> bool | None:
-        return True if self.args[0].is_real else None
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-
-class Clamp(Function):
-    """``clamp(x, lo, hi)``; derivative 1 on the closed interval (like ``torch.clamp``)."""
-
-    nargs = 3
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        x, lo, hi = self.args
-        if argindex == 1:
-            return Piecewise((S.One, sympy.And(x >= lo, x <= hi)), (S.Zero, True))
-        if argindex == 2:
-            return Piecewise((S.One, x < lo), (S.Zero, True))
-        return Piecewise((S.One, sympy.And(x > hi, x >= lo)), (S.Zero, True))
-
-    def _eval_is_real(self) -> bool | None:
-        return all(a.is_real for a in self.args) or None
-
-
-class Safe(Function):
-    """``Safe(u, c)``: ``u`` where ``c`` holds, else 1 — the inner `where` of the "double
-    where": it keeps log, division and roots of an unselected branch away from NaN. Opaque to
-    SymPy, which would otherwise fold it into the enclosing Piecewise."""
-
-    nargs = 2
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Piecewise((S.One, self.args[1]), (S.Zero, True)) if argindex == 1 else S.Zero
-
-    def _eval_is_positive(self) -> bool | None:
-        return self.args[0].is_positive
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-
-class _Step(Function):
-    """A piecewise-constant function: derivative zero almost everywhere."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return S.Zero
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_is_integer(self) -> bool | None:
-        return True if self.args[0].is_real else None
-
-
-class Sign(_Step):
-    pass
-
-
-class Floor(_Step):
-    pass
-
-
-class Ceil(_Step):
-    pass
-
-
-class Round(_Step):
-    """Round half to even, as torch.round and jnp.round do."""
+# Elementwise functions SymPy lacks live in lossdsl.functions; they are part of the IR.
+from lossdsl.functions import (  # noqa: E402 - re-exported: these are IR nodes too
+    Ceil as Ceil,
+    Clamp as Clamp,
+    Floor as Floor,
+    Relu as Relu,
+    Round as Round,
+    Safe as Safe,
+    Sigmoid as Sigmoid,
+    Sign as Sign,
+    Softplus as Softplus,
+)
 
 
 # --- tensor operations ---------------------------------------------------------------------
