@@ -22,6 +22,19 @@ from sympy.core.symbol import Str
 from lossdsl.checked import InputInfo, ParamInfo
 from lossdsl.errors import Span
 
+# Elementwise functions SymPy lacks are IR nodes too; they live in lossdsl.functions.
+from lossdsl.functions import (  # noqa: F401 - re-exported
+    Ceil,
+    Clamp,
+    Floor,
+    Relu,
+    Round,
+    Safe,
+    Sigmoid,
+    Sign,
+    Softplus,
+)
+
 # --- leaves --------------------------------------------------------------------------------
 
 ASSUMPTIONS = {
@@ -80,20 +93,6 @@ def dims_in(expr: sympy.Basic, known: Mapping[sympy.Basic, frozenset[str]]) -> f
     for arg in expr.args:
         found |= dims_in(arg, known)
     return found
-
-
-# Elementwise functions SymPy lacks live in lossdsl.functions; they are part of the IR.
-from lossdsl.functions import (  # noqa: E402 - re-exported: these are IR nodes too
-    Ceil as Ceil,
-    Clamp as Clamp,
-    Floor as Floor,
-    Relu as Relu,
-    Round as Round,
-    Safe as Safe,
-    Sigmoid as Sigmoid,
-    Sign as Sign,
-    Softplus as Softplus,
-)
 
 
 # --- tensor operations ---------------------------------------------------------------------
