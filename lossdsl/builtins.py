@@ -38,9 +38,10 @@ NORMALIZATIONS = ("softmax", "log_softmax")
 # Everything else, with its number of positional arguments.
 SPECIAL_ARITY = {"clamp": 3, "where": 3, "onehot": 1, "size": 1}
 
-RESERVED = frozenset(
-    "loss def param const return where if then else and or not in of use from true false inf".split()
+_RESERVED_WORDS = (
+    "loss def param const return where if then else and or not in of use from true false inf"
 )
+RESERVED = frozenset(_RESERVED_WORDS.split())
 
 ALL = frozenset((*ELEMENTWISE, *REDUCTIONS, *NORMALIZATIONS, *SPECIAL_ARITY))
 

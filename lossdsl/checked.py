@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeAlias
 
 from lossdsl.errors import Span
 
@@ -132,8 +133,18 @@ class Component:
     span: Span
 
 
-Node = InputRef | ParamRef | SizeRef | Constant | Apply | Reduce | Normalize | Gather | OneHot
-Node = Node | Component
+Node: TypeAlias = (
+    InputRef
+    | ParamRef
+    | SizeRef
+    | Constant
+    | Apply
+    | Reduce
+    | Normalize
+    | Gather
+    | OneHot
+    | Component
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +181,23 @@ class CheckedLoss:
     output: Node
     span: Span
     names: dict[int, str] = field(default_factory=dict)  # id(node) -> binding name
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The nodes a node is computed from."""
+    if isinstance(node, Apply):
+        return node.args
+    if isinstance(node, Reduce):
+        return (node.arg,) if node.eps is None else (node.arg, node.eps)
+    if isinstance(node, Normalize):
+        return (node.arg,)
+    if isinstance(node, Gather):
+        return (node.base, node.index)
+    if isinstance(node, OneHot):
+        return (node.index,)
+    if isinstance(node, Component):
+        return (node.base,)
+    return ()
 
 
 # --- constant evaluation (param defaults, `where` conditions, consts) ----------------------

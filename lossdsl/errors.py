@@ -44,18 +44,29 @@ class Span:
         return line[self.column - 1 : end]
 
     def underline(self) -> str:
-        """The source line and a caret underline under the whole span (first line only)."""
+        """The source line and a caret underline under the whole span (first line only);
+        empty when there is no line to show (an empty file, a file too large to read)."""
         line = self.source.line(self.line)
+        if not line.strip():
+            return ""
         end = self.end_column if self.end_line == self.line else len(line) + 1
         width = max(1, min(end - self.column, 80))
         start = max(0, self.column - 61)  # keep long lines readable: a window around the span
-        shown = line[start : start + 160]
-        marker = " " * (self.column - 1 - start) + "^" + "~" * (width - 1)
+        shown = "".join(_printable(ch) for ch in line[start : start + 160])
+        # Tabs stay tabs under the line, so the caret lines up however wide a tab is shown.
+        indent = "".join("\t" if ch == "\t" else " " for ch in shown[: self.column - 1 - start])
+        marker = indent + "^" + "~" * (width - 1)
         return f"    {shown}\n    {marker}"
 
     @staticmethod
     def whole_file(source: Source) -> Span:
         return Span(source, 1, 1, 1, 1)
+
+
+def _printable(ch: str) -> str:
+    """A character of spec text as shown in a terminal: control characters become U+FFFD, so
+    a diagnostic can never carry escape sequences (and stays one column per character)."""
+    return ch if ch.isprintable() or ch == "\t" else "\ufffd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +127,13 @@ def render(
     """Render a diagnostic the way compilers do: location, message, caret, help."""
     head = f"{span.location}: " if span is not None else ""
     parts = [f"{head}{severity}: {message}"]
-    if span is not None:
+    if span is not None and span.underline():
         parts.append(span.underline())
     for note in notes:
-        parts.append(f"{note.span.location}: note: {note.message}\n{note.span.underline()}")
+        shown = note.span.underline()
+        parts.append(
+            f"{note.span.location}: note: {note.message}" + (f"\n{shown}" if shown else "")
+        )
     if help:
         parts.append(f"help: {help}")
     return "\n".join(parts)

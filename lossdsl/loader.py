@@ -1,19 +1,20 @@
 """Files -> parsed modules: reading .loss files, following `use`, and the module's namespace.
 
 A `use "other.loss"` path is relative to the file that says it. Cycles and over-deep chains of
-`use` are errors that name the chain.
+`use` are errors that name the chain; an error inside a used file notes the `use` lines that
+led to it. Each file is read and parsed once per load, however many files use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lossdsl import ast, builtins
-from lossdsl.errors import LimitError, Note, ResolveError, Source, SourceError, Span
+from lossdsl.errors import LimitError, LossDSLError, Note, ResolveError, Source, SourceError, Span
 from lossdsl.parser import MAX_FILE_BYTES, parse
 
-MAX_USE_DEPTH = 16
+MAX_USE_DEPTH = 16  # files in a chain of `use`, counting the one loaded
 
 
 @dataclass
@@ -25,11 +26,13 @@ class ModuleScope:
     defs: dict[str, tuple[ast.DefDecl, ModuleScope]] = field(default_factory=dict)
     losses: dict[str, tuple[ast.LossDecl, ModuleScope]] = field(default_factory=dict)
     own: list[str] = field(default_factory=list)  # names declared in this file itself
+    height: int = 1  # files in the longest chain of `use` starting here
 
 
-def read_source(path: Path, span: Span | None = None) -> Source:
-    """Read a .loss file as UTF-8; ``span`` is the `use` that asked for it, if any."""
-    name = str(path)
+def read_source(path: Path, span: Span | None = None, name: str | None = None) -> Source:
+    """Read a .loss file as UTF-8; ``span`` is the `use` that asked for it, if any, and
+    ``name`` how diagnostics call the file (default: ``path``)."""
+    name = name or str(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -40,7 +43,7 @@ def read_source(path: Path, span: Span | None = None) -> Source:
         raise SourceError(span, f"cannot read `{name}`: {exc.strerror}", "check the path") from None
     if len(data) > MAX_FILE_BYTES:
         raise LimitError(
-            span,
+            span or Span.whole_file(Source(name, "")),
             f"`{name}` is {len(data) / 1e6:.1f} MB; a .loss file may be at most "
             f"{MAX_FILE_BYTES // 1024} KiB",
             "split it into several files joined with `use`",
@@ -64,15 +67,27 @@ def load_file(path: str | Path) -> ModuleScope:
     return scope_of(parse(source.text, source.name))
 
 
-def scope_of(module: ast.Module, stack: tuple[Path, ...] = ()) -> ModuleScope:
-    """Build a module's namespace, loading the files it uses (recursively, cycle-checked)."""
+def scope_of(
+    module: ast.Module,
+    stack: tuple[Path, ...] = (),
+    loaded: dict[Path, ModuleScope] | None = None,
+) -> ModuleScope:
+    """Build a module's namespace, loading the files it uses (recursively, cycle-checked).
+
+    Args:
+        module: the parsed file; its `use` paths are relative to its source's folder.
+        stack: the files whose `use` led here, outermost first.
+        loaded: files already loaded in this load, by resolved path.
+    """
     here = Path(module.source.name)
-    stack = (*stack, here.resolve()) if module.source.name != "<string>" else stack
+    stack = (*stack, here.resolve())
+    loaded = {} if loaded is None else loaded
     scope = ModuleScope(module)
     seen: dict[str, ast.Ident] = {}
     for decl in module.decls:
         if isinstance(decl, ast.UseDecl):
-            used = _load_used(decl, here.parent, stack)
+            used = _load_used(decl, here.parent, stack, loaded)
+            scope.height = max(scope.height, used.height + 1)
             for name in used.own:  # what that file declares itself, not what it uses
                 if name in used.losses:
                     _declare(scope.losses, seen, used.losses[name][0].name, used.losses[name])
@@ -109,16 +124,30 @@ def _declare(table: dict, seen: dict[str, ast.Ident], ident: ast.Ident, entry: t
     table[name] = entry
 
 
-def _load_used(decl: ast.UseDecl, base: Path, stack: tuple[Path, ...]) -> ModuleScope:
+def _load_used(
+    decl: ast.UseDecl, base: Path, stack: tuple[Path, ...], loaded: dict[Path, ModuleScope]
+) -> ModuleScope:
     path = (base / decl.path).resolve()
     if path in stack:
         chain = " -> ".join(p.name for p in (*stack[stack.index(path) :], path))
         raise SourceError(decl.span, f"`use` cycle: {chain}", "remove one of the `use` lines")
-    if len(stack) >= MAX_USE_DEPTH:
+    height = loaded[path].height if path in loaded else 1
+    if len(stack) + height > MAX_USE_DEPTH:
         raise LimitError(
             decl.span,
             f"`use` chain deeper than {MAX_USE_DEPTH} files",
             "use the files you need directly from this one",
         )
-    source = read_source(path, decl.span)
-    return scope_of(parse(source.text, str(base / decl.path)), stack)
+    if path in loaded:
+        return loaded[path]
+    shown = str(base / decl.path)
+    try:
+        source = read_source(path, decl.span, shown)
+        used = scope_of(parse(source.text, shown), stack, loaded)
+    except LossDSLError as exc:
+        if exc.span is None or exc.span.source.name == decl.span.source.name:
+            raise
+        note = Note(decl.span, f"in `{decl.path}`, used here")
+        raise replace(exc, notes=(*exc.notes, note)) from None
+    loaded[path] = used
+    return used

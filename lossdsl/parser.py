@@ -16,54 +16,17 @@ from typing import Any
 
 import lark
 from lark import Token, v_args
+from lark.exceptions import UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from lossdsl import ast
-from lossdsl.errors import LimitError, ParseError, Source, Span
+from lossdsl.errors import LimitError, Note, ParseError, Source, Span
+from lossdsl.parse_errors import parse_error, shorten
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_DEPTH = 100
 MAX_STATEMENTS = 1000
-
-# Lark terminal names -> words a user reads in "expected ..." lists.
-_TERMINAL_WORDS = {
-    "NAME": "a name",
-    "NUMBER": "a number",
-    "INT": "an integer",
-    "STRING": 'a quoted path ("other.loss")',
-    "_NL": "a new line",
-    "$END": "the end of the file",
-    "COMPARE_OP": "a comparison",
-    "ADD_OP": "`+` or `-`",
-    "MUL_OP": "`*` or `/`",
-    "POW_OP": "`^`",
-}
-
-# Common mistakes, labelled by example (lark's match_examples; see lark's
-# examples/advanced/error_reporting_lalr.py).
-_MISTAKES: dict[tuple[str, str], list[str]] = {
-    ("`**` is not an operator in .loss", "write powers with `^`: `x^2`"): [
-        "loss f(x: Real) { return x ** 2 }",
-        "def f(x) = x ** 2",
-    ],
-    ("`=` cannot compare values", "compare with `==`; `=` only binds a name"): [
-        "loss f(x: Real) { return if x = 0 then 1 else 2 }",
-        "loss f(x: Real) { y = where(x = 0, 1, 2) }",
-    ],
-    ("an input needs a type", "declare it as `name: Type[dims]`, e.g. `pred: Real[N]`"): [
-        "loss f(x) { return x }",
-        "loss f(x, y: Real) { return x }",
-    ],
-    ("a block is not closed", "add the missing `}`"): [
-        "loss f(x: Real) { return x",
-        "loss f(x: Real) { y = x\n",
-    ],
-    ("`if` needs `then` and `else`", "write `if cond then a else b`"): [
-        "loss f(x: Real) { return if x > 0 x else 0 }",
-        "loss f(x: Real) { return if x > 0 then x }",
-    ],
-}
+MAX_DIM_DIGITS = 9
 
 
 def _grammar_text() -> str:
@@ -131,7 +94,7 @@ class _Builder(Transformer_NonRecursive):
         return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def token_span(self, token: Token) -> Span:
-        return Span(self.source, token.line, token.column, token.end_line, token.end_column)
+        return token_span(self.source, token)
 
     def ident(self, token: Token) -> ast.Ident:
         return ast.Ident(str(token), self.token_span(token))
@@ -152,6 +115,13 @@ class _Builder(Transformer_NonRecursive):
     def number_expr(self, meta: Any, children: list[Token]) -> ast.Expr:
         (token,) = children
         value = math.inf if token.type == "INF" else float(token)
+        if math.isinf(value) and token.type != "INF":
+            raise ParseError(
+                self.token_span(token),
+                f"the number `{shorten(str(token))}` is too large for a 64-bit float "
+                "(the largest is about 1.8e308)",
+                "write `inf` for infinity, or rescale the quantity",
+            )
         return self.nested(ast.NumberExpr(value, str(token), self.token_span(token)))
 
     def bool_expr(self, meta: Any, children: list[Token]) -> ast.Expr:
@@ -208,6 +178,7 @@ class _Builder(Transformer_NonRecursive):
         else:
             name, dims, items = children
         items = items or []
+        check_arguments(items)
         args = tuple(a for a in items if not isinstance(a, ast.KeywordArg))
         kwargs = tuple(a for a in items if isinstance(a, ast.KeywordArg))
         node = ast.CallExpr(
@@ -232,7 +203,16 @@ class _Builder(Transformer_NonRecursive):
         return ast.DimRef(str(children[0]), False, self.token_span(children[0]))
 
     def dim_literal(self, meta: Any, children: list[Token]) -> ast.DimRef:
-        return ast.DimRef(str(int(children[0])), True, self.token_span(children[0]))
+        # Not int(): a literal of thousands of digits must not trip Python's int-size guard.
+        digits = str(children[0]).lstrip("0") or "0"
+        if len(digits) > MAX_DIM_DIGITS:
+            raise LimitError(
+                self.token_span(children[0]),
+                f"the literal dim `{shorten(digits)}` is too large (at most "
+                f"{MAX_DIM_DIGITS} digits)",
+                "a literal dim is a small fixed size like `4`; name a large dim (`N`) instead",
+            )
+        return ast.DimRef(digits, True, self.token_span(children[0]))
 
     def dim_list(self, meta: Any, children: list[ast.DimRef]) -> list[ast.DimRef]:
         return children
@@ -285,13 +265,42 @@ class _Builder(Transformer_NonRecursive):
         name, *params, body = children
         span = self.span(meta)
         params_ = tuple(self.ident(p) for p in _strip_nones(params))
-        return ast.DefDecl(self.ident(name), params_, body, doc_comment(self.source, span.line), span)
+        return ast.DefDecl(
+            self.ident(name), params_, body, doc_comment(self.source, span.line), span
+        )
 
     def use_decl(self, meta: Any, children: list[Token]) -> ast.UseDecl:
         return ast.UseDecl(str(children[0])[1:-1], self.span(meta))
 
     def start(self, meta: Any, children: list[Any]) -> list[ast.Decl]:
         return children
+
+
+def token_span(source: Source, token: Token) -> Span:
+    line, column = token.line or 1, token.column or 1
+    return Span(source, line, column, token.end_line or line, token.end_column or column + 1)
+
+
+def check_arguments(items: list[Any]) -> None:
+    """Keyword arguments come last, each at most once (as in Python)."""
+    given: dict[str, ast.KeywordArg] = {}
+    for item in items:
+        if isinstance(item, ast.KeywordArg):
+            first = given.setdefault(item.name.name, item)
+            if first is not item:
+                raise ParseError(
+                    item.name.span,
+                    f"keyword argument `{item.name.name}` is given twice",
+                    "remove one of them",
+                    (Note(first.span, "first given here"),),
+                )
+        elif given:
+            keyword = next(iter(given.values()))
+            raise ParseError(
+                item.span,
+                f"positional argument after the keyword argument `{keyword.span.text}`",
+                "put keyword arguments last; to compare two values, write `==`",
+            )
 
 
 def doc_comment(source: Source, line: int) -> str:
@@ -312,6 +321,7 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         ParseError: the text is not valid .loss syntax (with what was expected, in words).
         LimitError: the text is over the size, nesting or statement limits.
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the program
     source = Source(filename, text)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
@@ -326,75 +336,14 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         tree = parser.parse(text)
         decls = _Builder(source).transform(tree)
     except _TooDeep as exc:
-        token = exc.token
-        span = Span(source, token.line, token.column, token.line, token.column + 1)
+        span = token_span(source, exc.token)
         raise LimitError(
             span,
             f"brackets nested more than {MAX_DEPTH} levels deep",
             "split the expression into named bindings (`a = ...` on their own lines)",
         ) from None
     except UnexpectedInput as exc:
-        raise _parse_error(source, exc) from None
+        raise parse_error(source, exc, parser.parse, parser.get_terminal) from None
     except lark.exceptions.VisitError as exc:
         raise exc.orig_exc from None
     return ast.Module(source, tuple(decls))
-
-
-def _describe(terminal: str) -> str:
-    if terminal in _TERMINAL_WORDS:
-        return _TERMINAL_WORDS[terminal]
-    try:
-        pattern = _lark().get_terminal(terminal).pattern
-    except KeyError:
-        return terminal.lower()
-    return f"`{pattern.value}`" if pattern.type == "str" else terminal.lower()
-
-
-def _expected(exc: UnexpectedInput) -> str:
-    names = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set()
-    words = sorted({_describe(n) for n in names if not n.startswith("__")})
-    if not words:
-        return ""
-    if len(words) > 8:
-        return "an expression or a statement"
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _parse_error(source: Source, exc: UnexpectedInput) -> ParseError:
-    line = max(1, getattr(exc, "line", 1) or 1)
-    column = max(1, getattr(exc, "column", 1) or 1)
-    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        token = exc.token
-        found = "a new line" if token.type == "_NL" else f"`{token}`"
-        end = column + (len(str(token)) if token.type != "_NL" else 1)
-        span = Span(source, line, column, line, end)
-    elif isinstance(exc, UnexpectedCharacters):
-        found = f"character `{source.text[exc.pos_in_stream]}`"
-        span = Span(source, line, column, line, column + 1)
-    else:
-        lines = source.text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
-        found = "the end of the file"
-        span = Span(source, line, column, line, column + 1)
-    label = _match_mistake(exc)
-    expected = _expected(exc)
-    if label is not None:
-        message, help_ = label
-        return ParseError(span, f"{message} (found {found})", help_)
-    message = f"unexpected {found}"
-    help_ = f"expected {expected} here" if expected else "check the syntax in LANGUAGE.md section 4"
-    if isinstance(exc, UnexpectedEOF) or (
-        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
-    ):
-        help_ = f"the file ended early; expected {expected}" if expected else help_
-    return ParseError(span, message, help_)
-
-
-def _match_mistake(exc: UnexpectedInput) -> tuple[str, str] | None:
-    if isinstance(exc, UnexpectedCharacters):
-        return None
-    try:
-        label = exc.match_examples(_lark().parse, _MISTAKES, use_accepts=True)
-    except Exception:  # a labelling failure must never hide the real parse error
-        return None
-    return label  # type: ignore[no-any-return]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lossdsl import ast, builtins
+from lossdsl import ast
 from lossdsl.checked import (
     BOOL,
-    ELEMENT_TYPES,
     SCALAR,
     CheckedLoss,
+    Component,
     Constant,
     InputInfo,
     InputRef,
@@ -25,42 +25,51 @@ from lossdsl.checked import (
     Type,
     evaluate_constant,
 )
-from lossdsl.errors import (
-    ElementTypeError,
-    LossDSLError,
-    Note,
-    ParamError,
-    ResolveError,
-    ShapeError,
-    Span,
-)
+from lossdsl.errors import ElementTypeError, Note, ResolveError, ShapeError, Span
 from lossdsl.loader import ModuleScope
-from lossdsl.resolve_expr import ExprChecker, Scope, close_matches
+from lossdsl.resolve_decl import (
+    check_condition,
+    check_elem,
+    check_name,
+    constant_value,
+    declare_inputs,
+    validate_param,
+)
+from lossdsl.resolve_expr import ExprChecker, Scope, check_inline_depth, close_matches
 
 
 def resolve(scope: ModuleScope, name: str | None = None) -> CheckedLoss:
-    """Check one loss of a module (the only one, or the one named)."""
+    """Check one loss of a module: the one named, else the last one the file declares."""
     own = [n for n in scope.own if n in scope.losses]
+    whole = Span.whole_file(scope.module.source)
     if name is None:
         if not own:
             raise ResolveError(
-                None if not scope.module.decls else scope.module.decls[0].span,
+                whole,
                 f"`{scope.module.source.name}` declares no `loss`",
                 "add `loss name(input: Type[dims]) { ... return expr }`",
             )
-        name = own[0] if len(own) == 1 else own[-1]
+        name = own[-1]
     if name not in scope.losses:
+        hint = close_matches(name, scope.losses)
         raise ResolveError(
-            None,
+            whole,
             f"`{scope.module.source.name}` has no loss `{name}`",
-            f"choose one of: {', '.join(own) or '(none)'}",
+            hint or f"choose one of: {', '.join(own) or '(none)'}",
         )
     decl, owner = scope.losses[name]
     return LossChecker(owner, decl).check()
 
 
 def resolve_all(scope: ModuleScope) -> list[CheckedLoss]:
-    """Check every loss the file declares itself (what `lossdsl check` does)."""
+    """Check every loss the file declares itself (what `lossdsl check` does). A file of
+    `def` helpers alone is a library, and has none; a file declaring nothing is an error."""
+    if not scope.own:
+        raise ResolveError(
+            Span.whole_file(scope.module.source),
+            f"`{scope.module.source.name}` declares no `loss` and no `def`",
+            "add `loss name(input: Type[dims]) { ... return expr }`",
+        )
     return [resolve(scope, n) for n in scope.own if n in scope.losses]
 
 
@@ -114,8 +123,8 @@ class LossChecker(ExprChecker):
             elif isinstance(stmt, ast.ParamStmt):
                 if top:
                     self.declare_param(stmt, scope)
-                elif stmt.name.name not in scope.values:  # bound by the caller's kwargs
-                    raise ResolveError(stmt.span, "internal: unbound param of an inlined loss")
+                else:
+                    self.inlined_param(stmt, decl, scope)
             elif isinstance(stmt, ast.ConstStmt):
                 self.bind(scope, stmt.name, self.constant(stmt.value, scope, "a `const`"))
             else:
@@ -135,13 +144,11 @@ class LossChecker(ExprChecker):
             if top:
                 self.names.setdefault(id(node), stmt.targets[0].name)
             return
-        for position, (target, part) in enumerate(
-            zip(stmt.targets, self.unpack(node, stmt, len(stmt.targets)), strict=True)
-        ):
+        parts = self.unpack(node, stmt, len(stmt.targets))
+        for target, part in zip(stmt.targets, parts, strict=True):
             self.bind(scope, target, part)
             if top:
-                self.names.setdefault(id(part), f"{target.name}")
-            del position
+                self.names.setdefault(id(part), target.name)
 
     def bind(self, scope: Scope, ident: ast.Ident, node: Node) -> None:
         check_name(ident)
@@ -155,18 +162,8 @@ class LossChecker(ExprChecker):
         scope.values[ident.name] = (node, ident.span)
 
     def constant(self, expr: ast.Expr, scope: Scope, what: str) -> Constant:
-        node = self.expr(expr, scope)
-        try:
-            value = evaluate_constant(node)
-        except NotConstant:
-            raise ResolveError(
-                expr.span, f"{what} must be a number", "use only numbers and other consts"
-            ) from None
-        except (ArithmeticError, ValueError) as exc:
-            raise ResolveError(
-                expr.span, f"{what} cannot be evaluated: {exc}", "fix the arithmetic"
-            ) from None
-        return Constant(value, SCALAR, expr.span)
+        node = self.value(self.expr(expr, scope), expr)
+        return Constant(constant_value(node, what, expr.span), SCALAR, expr.span)
 
     def declare_param(self, stmt: ast.ParamStmt, scope: Scope) -> None:
         elem = check_elem(stmt.type)
@@ -182,15 +179,9 @@ class LossChecker(ExprChecker):
         default = None
         if stmt.default is not None:
             default = self.constant(stmt.default, scope, f"the default of param `{stmt.name.name}`")
-        condition = None
-        if stmt.condition is not None:
-            condition = self.expr(stmt.condition, scope)
-            if condition.type.kind is not Kind.BOOL:
-                raise ElementTypeError(
-                    stmt.condition.span,
-                    "a `where` condition must be a comparison",
-                    f"e.g. `where {stmt.name.name} >= 0`",
-                )
+        condition = self.param_condition(stmt, scope)
+        if condition is not None and stmt.condition is not None:
+            check_condition(stmt.name.name, condition, stmt.condition)
         info = ParamInfo(
             name=stmt.name.name,
             elem=elem,
@@ -204,6 +195,60 @@ class LossChecker(ExprChecker):
             validate_param(info, default.value, stmt.default.span if stmt.default else stmt.span)
         self.params.append(info)
 
+    def param_condition(self, stmt: ast.ParamStmt, scope: Scope) -> Node | None:
+        if stmt.condition is None:
+            return None
+        condition = self.expr(stmt.condition, scope)
+        if condition.type.kind is not Kind.BOOL:
+            raise ElementTypeError(
+                stmt.condition.span,
+                "a `where` condition must be a comparison",
+                f"e.g. `where {stmt.name.name} >= 0`",
+            )
+        return condition
+
+    def inlined_param(self, stmt: ast.ParamStmt, decl: ast.LossDecl, scope: Scope) -> None:
+        """A param of a loss called from another: its keyword argument (checked against the
+        param's dims, type and `where` when it is a number) or its default."""
+        name, loss = stmt.name.name, decl.name.name
+        inputs = {i.name.name: i.name.span for i in decl.inputs}
+        if name in inputs:  # the callee's own check would say so; it may never have run
+            raise ResolveError(
+                stmt.name.span,
+                f"`{name}` is already bound",
+                "each name is bound once; choose a new name",
+                (Note(inputs[name], "first bound here"),),
+            )
+        if name not in scope.values:
+            if stmt.default is None:
+                raise ResolveError(
+                    scope.call_sites[-1],
+                    f"loss `{loss}` needs a value for its param `{name}`",
+                    f"pass it by keyword: `{loss}(..., {name}=...)`",
+                    (Note(stmt.span, "declared here"),),
+                )
+            default = self.constant(stmt.default, scope, f"the default of param `{name}`")
+            scope.values[name] = (default, stmt.span)
+        node, span = scope.values[name]
+        allowed = [scope.dims.get(d.name, d.name) for d in stmt.type.dims]
+        for dim in node.type.dims:
+            if dim not in allowed:
+                raise ShapeError(
+                    span,
+                    f"param `{name}` of loss `{loss}` has dims [{', '.join(allowed)}] here, "
+                    f"but the value passed has dim `{dim}`",
+                    "pass a scalar or a value with the param's dims",
+                    (Note(stmt.span, "declared here"),),
+                )
+        try:
+            value = evaluate_constant(node)
+        except (NotConstant, ArithmeticError, ValueError):
+            return  # not a number here: its own type and conditions were checked where declared
+        condition = self.param_condition(stmt, scope)
+        text = stmt.condition.span.text if stmt.condition else ""
+        info = ParamInfo(name, check_elem(stmt.type), (), None, condition, text, stmt.span)
+        validate_param(info, value, span)
+
     def param_dims(self, stmt: ast.ParamStmt) -> tuple[str, ...]:
         for dim in stmt.type.dims:
             if dim.name not in self.order:
@@ -215,8 +260,6 @@ class LossChecker(ExprChecker):
         return self.union(tuple(d.name for d in stmt.type.dims))
 
     def unpack(self, node: Node, stmt: ast.BindStmt, count: int) -> list[Node]:
-        from lossdsl.checked import Component
-
         literal = [d for d in node.type.dims if d.isdigit() and int(d) == count]
         if not literal:
             raise ShapeError(
@@ -238,10 +281,13 @@ class LossChecker(ExprChecker):
         name = decl.name.name
         if name in scope.stack:
             raise ResolveError(call.span, f"loss `{name}` calls itself", "losses cannot recurse")
+        check_inline_depth(call, scope)
         inputs = declare_inputs(decl)
         if len(call.args) != len(inputs):
             raise self.arity(call, f"loss `{name}`", len(inputs), decl.name.span)
-        args = [self.expr(a, scope) for a in call.args]
+        args = [
+            self.argument(call, info, a, scope) for info, a in zip(inputs, call.args, strict=True)
+        ]
         dims = self.unify(call, inputs, args)
         values: dict[str, tuple[Node, Span]] = {
             info.name: (arg, info.span) for info, arg in zip(inputs, args, strict=True)
@@ -254,18 +300,30 @@ class LossChecker(ExprChecker):
                     f"loss `{name}` has no param `{kwarg.name.name}`",
                     f"its params are: {', '.join(params) or '(none)'}",
                 )
-            values[kwarg.name.name] = (self.expr(kwarg.value, scope), kwarg.span)
-        callee = Scope(values, dims, owner, (*scope.stack, name))
-        for pname, stmt in params.items():
-            if pname not in values:
-                if stmt.default is None:
-                    raise ResolveError(
-                        call.span,
-                        f"loss `{name}` needs a value for its param `{pname}`",
-                        f"pass it by keyword: `{name}(..., {pname}=...)`",
-                    )
-                values[pname] = (self.constant(stmt.default, callee, "a default"), stmt.span)
+            value = self.value(self.expr(kwarg.value, scope), kwarg.value)
+            values[kwarg.name.name] = (value, kwarg.span)
+        callee = Scope(values, dims, owner, (*scope.stack, name), (*scope.call_sites, call.span))
         return self.run_body(decl, callee, top=False)
+
+    def argument(self, call: ast.CallExpr, info: InputInfo, expr: ast.Expr, scope: Scope) -> Node:
+        node = self.expr(expr, scope)
+        if info.elem == "Index":
+            if node.type.kind is not Kind.INDEX:
+                raise ElementTypeError(
+                    expr.span,
+                    f"input `{info.name}` of loss `{call.name.name}` is an `Index`, but this "
+                    f"argument is {node.type.describe()}",
+                    "pass an `Index` input of this loss",
+                )
+            return node
+        if node.type.kind is Kind.INDEX:
+            raise ElementTypeError(
+                expr.span,
+                f"input `{info.name}` of loss `{call.name.name}` is `{info.elem}`, but this "
+                "argument is an `Index`",
+                "pass numbers, or `onehot(t)` for a one-hot encoding of an `Index`",
+            )
+        return self.value(node, expr)
 
     def unify(
         self, call: ast.CallExpr, inputs: tuple[InputInfo, ...], args: list[Node]
@@ -273,13 +331,6 @@ class LossChecker(ExprChecker):
         """Map the callee's dim names to this loss's dims, from the arguments' dims."""
         mapping: dict[str, str] = {}
         for info, arg, expr in zip(inputs, args, call.args, strict=True):
-            want = Kind.INDEX if info.elem == "Index" else Kind.VALUE
-            if want is Kind.INDEX and arg.type.kind is not Kind.INDEX:
-                raise ElementTypeError(
-                    expr.span,
-                    f"input `{info.name}` is an `Index`, but this argument is {arg.type.describe()}",
-                    "pass an `Index` input of this loss",
-                )
             have = list(arg.type.dims)
             if len(have) != len(info.dims):
                 raise ShapeError(
@@ -308,98 +359,6 @@ class LossChecker(ExprChecker):
                         "arguments that share a dim in the callee must share it here",
                     )
         return mapping
-
-
-def check_name(ident: ast.Ident) -> None:
-    if ident.name in builtins.RESERVED:
-        raise ResolveError(ident.span, f"`{ident.name}` is a reserved word", "choose another name")
-
-
-def check_elem(type_ref: ast.TypeRef) -> str:
-    elem = type_ref.elem.name
-    if elem not in ELEMENT_TYPES:
-        hint = close_matches(elem, ELEMENT_TYPES)
-        raise ElementTypeError(
-            type_ref.elem.span,
-            f"unknown element type `{elem}`",
-            hint or f"use one of: {', '.join(ELEMENT_TYPES)}",
-        )
-    return elem
-
-
-def declare_inputs(decl: ast.LossDecl) -> tuple[InputInfo, ...]:
-    seen: dict[str, Span] = {}
-    infos = []
-    for item in decl.inputs:
-        check_name(item.name)
-        if item.name.name in seen:
-            raise ResolveError(
-                item.name.span,
-                f"input `{item.name.name}` is declared twice",
-                "rename one of them",
-                (Note(seen[item.name.name], "first declared here"),),
-            )
-        seen[item.name.name] = item.name.span
-        elem = check_elem(item.type)
-        if elem == "Index" and item.type.of is None:
-            raise ElementTypeError(
-                item.type.span,
-                f"`Index` input `{item.name.name}` needs the dim it indexes",
-                f"write e.g. `{item.name.name}: Index[N] of C`",
-            )
-        if elem != "Index" and item.type.of is not None:
-            raise ElementTypeError(
-                item.type.of.span, "only an `Index` takes `of`", "remove `of ...`"
-            )
-        if item.type.of is not None and item.type.of.literal:
-            raise ShapeError(item.type.of.span, "`of` needs a dim name", "e.g. `of C`")
-        names = [d.name for d in item.type.dims]
-        for dim in item.type.dims:
-            if names.count(dim.name) > 1:
-                raise ShapeError(
-                    dim.span,
-                    f"dim `{dim.name}` appears twice in `{item.name.name}`",
-                    "give each axis its own dim name",
-                )
-        of = item.type.of.name if item.type.of else None
-        infos.append(InputInfo(item.name.name, elem, tuple(names), of, item.span))
-    known = {d for info in infos for d in info.dims}
-    for info, item in zip(infos, decl.inputs, strict=True):
-        if info.of is not None and info.of not in known and item.type.of is not None:
-            raise ShapeError(
-                item.type.of.span,
-                f"dim `{info.of}` is not a dim of any input, so its size is unknown",
-                f"declare an input with dim `{info.of}` (e.g. `logits: Real[N, {info.of}]`)",
-            )
-    return tuple(infos)
-
-
-def validate_param(info: ParamInfo, value: float, span: Span) -> None:
-    """Check a param value against its element type and its `where` condition."""
-    bounds = {
-        "Positive": (value > 0, "> 0"),
-        "NonNegative": (value >= 0, ">= 0"),
-        "Prob": (0 <= value <= 1, "in [0, 1]"),
-    }
-    ok, rule = bounds.get(info.elem, (value == value, "a number"))
-    if not ok:
-        raise ParamError(
-            span,
-            f"param `{info.name}` = {value:g} is not {rule} (its type is `{info.elem}`)",
-            f"give `{info.name}` a value {rule}",
-        )
-    if info.condition is None:
-        return
-    try:
-        holds = evaluate_constant(info.condition, {info.name: value})
-    except (NotConstant, ArithmeticError, ValueError) as exc:
-        raise LossDSLError(span, f"cannot evaluate `where {info.condition_text}`: {exc}") from None
-    if not holds:
-        raise ParamError(
-            span,
-            f"param `{info.name}` = {value:g} violates `where {info.condition_text}`",
-            f"give `{info.name}` a value with {info.condition_text}",
-        )
 
 
 __all__ = ["BOOL", "Scope", "resolve", "resolve_all", "validate_param"]

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lossdsl import ast, builtins
+from lossdsl import ast, builtins, resolve_builtins
 from lossdsl.checked import (
     BOOL,
     SCALAR,
@@ -19,20 +19,31 @@ from lossdsl.checked import (
     Gather,
     Kind,
     Node,
-    Normalize,
-    OneHot,
-    Reduce,
-    SizeRef,
     Type,
+    children,
 )
-from lossdsl.errors import ArityError, ElementTypeError, LossDSLError, Note, ResolveError
-from lossdsl.errors import ShapeError, Span
+from lossdsl.errors import (
+    ArityError,
+    ElementTypeError,
+    LimitError,
+    LossDSLError,
+    Note,
+    ResolveError,
+    ShapeError,
+    Span,
+)
+from lossdsl.parser import MAX_DEPTH
 
 if TYPE_CHECKING:
     from lossdsl.loader import ModuleScope
 
 _ARITHMETIC = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+# Inlining helpers and loss calls can multiply a spec's size (a helper that calls another
+# twice, thirty times over); past these bounds a loss is refused rather than expanded.
+MAX_NODES = 100_000
+MAX_INLINE_DEPTH = 32  # helpers and losses calling each other
 
 
 @dataclass
@@ -46,6 +57,16 @@ class Scope:
     call_sites: tuple[Span, ...] = field(default_factory=tuple)
 
 
+def check_inline_depth(call: ast.CallExpr, scope: Scope) -> None:
+    if len(scope.stack) > MAX_INLINE_DEPTH:
+        raise LimitError(
+            call.span,
+            f"helpers and losses call each other more than {MAX_INLINE_DEPTH} levels deep",
+            "call the helpers you need directly, not through long chains",
+            tuple(Note(span, "called from here") for span in scope.call_sites[-3:]),
+        )
+
+
 def close_matches(name: str, candidates: Iterable[str]) -> str:
     found = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
     return "did you mean " + " or ".join(f"`{f}`" for f in found) + "?" if found else ""
@@ -56,6 +77,11 @@ class ExprChecker:
 
     def __init__(self, order: list[str]) -> None:
         self.order = order
+        self.count = 0  # expressions elaborated, against MAX_NODES
+        self.active = 0  # expressions being elaborated, one inside another (Python recursion)
+        self.depths: dict[int, tuple[int, Node]] = {}  # id -> (nesting depth, node kept alive)
+        # (helper, argument nodes, dims) -> inlined result: `h(x) + h(x)` elaborates `h` once
+        self.inlined: dict[tuple[object, ...], tuple[tuple[Node, ...], Node]] = {}
 
     # Provided by LossChecker.
     def inline_loss(self, call: ast.CallExpr, decl, owner, scope: Scope) -> Node:  # type: ignore[no-untyped-def]
@@ -94,8 +120,42 @@ class ExprChecker:
     # -- expressions -------------------------------------------------------------------------
 
     def expr(self, e: ast.Expr, scope: Scope) -> Node:
-        method = getattr(self, "check_" + type(e).__name__)
-        return method(e, scope)  # type: ignore[no-any-return]
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise LimitError(
+                e.span,
+                f"the loss grows past {MAX_NODES} operations as helpers and losses are inlined",
+                "call big helpers less often: bind a helper's result to a name and reuse it",
+                self.call_notes(scope),
+            )
+        self.active += 1
+        try:
+            if self.active > MAX_DEPTH + MAX_INLINE_DEPTH:
+                raise self.too_deep(e, scope)
+            method = getattr(self, "check_" + type(e).__name__)
+            node: Node = method(e, scope)
+        finally:
+            self.active -= 1
+        if self.depth(node) > MAX_DEPTH:
+            raise self.too_deep(e, scope)
+        return node
+
+    def too_deep(self, e: ast.Expr, scope: Scope) -> LimitError:
+        return LimitError(
+            e.span,
+            f"the expression is nested more than {MAX_DEPTH} levels deep once bindings "
+            "and helpers are substituted",
+            "simplify the loss: a chain of this many operations cannot be compiled",
+            self.call_notes(scope),
+        )
+
+    def depth(self, node: Node) -> int:
+        known = self.depths.get(id(node))
+        if known is not None:
+            return known[0]
+        depth = 1 + max((self.depth(c) for c in children(node)), default=0)
+        self.depths[id(node)] = (depth, node)
+        return depth
 
     def check_NumberExpr(self, e: ast.NumberExpr, scope: Scope) -> Node:
         return Constant(e.value, SCALAR, e.span)
@@ -140,9 +200,11 @@ class ExprChecker:
 
     def check_CompareExpr(self, e: ast.CompareExpr, scope: Scope) -> Node:
         operands = [self.expr(o, scope) for o in e.operands]
-        for node, expr in zip(operands, e.operands, strict=True):
-            if node.type.kind is Kind.BOOL:
-                self.value(node, expr)
+        # A comparison compared again is its 1/0 value; an Index compares as an integer.
+        operands = [
+            self.value(node, expr) if node.type.kind is Kind.BOOL else node
+            for node, expr in zip(operands, e.operands, strict=True)
+        ]
         result: Node | None = None
         for i, op in enumerate(e.ops):
             left, right = operands[i], operands[i + 1]
@@ -170,7 +232,9 @@ class ExprChecker:
         base = self.value(self.expr(e.base, scope), e.base)
         if len(e.indices) != 1 or isinstance(e.indices[0], ast.KeywordArg):
             raise ShapeError(
-                e.span, "a subscript takes exactly one `Index`", "write `x[t]` for `t: Index[N] of C`"
+                e.span,
+                "a subscript takes exactly one `Index`",
+                "write `x[t]` for `t: Index[N] of C`",
             )
         index = self.expr(e.indices[0], scope)
         if index.type.kind is not Kind.INDEX or index.type.of is None:
@@ -204,7 +268,7 @@ class ExprChecker:
                 raise ShapeError(e.span, f"loss `{name}` takes no `[dims]`", "remove them")
             return self.inline_loss(e, *scope.module.losses[name], scope)
         if name in builtins.ALL:
-            return self.builtin(e, scope)
+            return resolve_builtins.builtin(self, e, scope)
         if name in scope.values:
             raise ResolveError(
                 e.name.span,
@@ -226,7 +290,9 @@ class ExprChecker:
                 e.kwargs[0].span, f"{what} takes no keyword arguments", "pass values positionally"
             )
 
-    def arity(self, e: ast.CallExpr, what: str, want: int, decl: Span | None = None) -> LossDSLError:
+    def arity(
+        self, e: ast.CallExpr, what: str, want: int, decl: Span | None = None
+    ) -> LossDSLError:
         notes = (Note(decl, "declared here"),) if decl is not None else ()
         return ArityError(
             e.span,
@@ -238,122 +304,27 @@ class ExprChecker:
     def call_notes(self, scope: Scope) -> tuple[Note, ...]:
         return tuple(Note(span, "inlined from here") for span in scope.call_sites[-1:])
 
-    def inline_def(self, e: ast.CallExpr, decl: ast.DefDecl, owner: ModuleScope, scope: Scope) -> Node:
+    def inline_def(
+        self, e: ast.CallExpr, decl: ast.DefDecl, owner: ModuleScope, scope: Scope
+    ) -> Node:
         name = decl.name.name
         if name in scope.stack:
             raise ResolveError(e.span, f"helper `{name}` calls itself", "helpers cannot recurse")
+        check_inline_depth(e, scope)
         if len(e.args) != len(decl.params):
             raise self.arity(e, f"helper `{name}`", len(decl.params), decl.name.span)
         values: dict[str, tuple[Node, Span]] = {}
         for param, arg in zip(decl.params, e.args, strict=True):
             if param.name in values:
-                raise ResolveError(param.span, f"helper parameter `{param.name}` repeats", "rename it")
-            values[param.name] = (self.expr(arg, scope), param.span)
-        inner = Scope(values, scope.dims, owner, (*scope.stack, name), (*scope.call_sites, e.span))
-        return self.expr(decl.body, inner)
-
-    def dim_names(self, e: ast.CallExpr, scope: Scope, operand: Node) -> tuple[str, ...]:
-        if e.dims is None:
-            return operand.type.dims
-        names = []
-        for d in e.dims:
-            if isinstance(d, ast.NameExpr):
-                written = d.name
-            elif isinstance(d, ast.NumberExpr) and d.text.isdigit():
-                written = d.text
-            else:
-                raise ShapeError(d.span, "`[...]` after a function lists dims", "e.g. `sum[C](x)`")
-            dim = scope.dims.get(written, written)
-            if dim not in operand.type.dims:
-                raise ShapeError(
-                    d.span,
-                    f"`{e.name.name}[{written}]` reduces over `{written}`, but "
-                    f"`{e.args[0].span.text}` is {operand.type.describe()}",
-                    f"reduce over one of its dims: {', '.join(operand.type.dims) or '(none)'}",
-                )
-            names.append(dim)
-        return tuple(names)
-
-    def builtin(self, e: ast.CallExpr, scope: Scope) -> Node:
-        name = e.name.name
-        nargs = len(e.args)
-        elementwise_minmax = name in ("max", "min") and nargs == 2 and e.dims is None
-        if name in builtins.REDUCTIONS and not elementwise_minmax:
-            return self.reduction(e, scope)
-        if name in builtins.NORMALIZATIONS:
-            return self.normalization(e, scope)
-        self.no_dims_or_kwargs(e, f"`{name}`")
-        want = 2 if elementwise_minmax else builtins.SPECIAL_ARITY.get(name, 1)
-        if nargs != want:
-            raise ArityError(
-                e.span,
-                f"`{name}` takes {want} argument{'s' if want > 1 else ''}, got {nargs}",
-                f"call it as {builtins.signature(name)}",
-            )
-        if name == "where":
-            return self.select(e.args[0], e.args[1], e.args[2], e.span, scope)
-        if name == "size":
-            return self.size(e, scope)
-        if name == "onehot":
-            index = self.expr(e.args[0], scope)
-            if index.type.kind is not Kind.INDEX or index.type.of is None:
-                raise ElementTypeError(
-                    e.args[0].span, "`onehot` needs an `Index`", builtins.signature("onehot")
-                )
-            dims = self.union(index.type.dims, (index.type.of,))
-            return OneHot(index, index.type.of, Type(Kind.VALUE, dims, "Binary"), e.span)
-        args = tuple(self.value(self.expr(a, scope), a) for a in e.args)
-        dims = self.union(*(a.type.dims for a in args))
-        return Apply(name, args, Type(Kind.VALUE, dims), e.span)
-
-    def size(self, e: ast.CallExpr, scope: Scope) -> Node:
-        arg = e.args[0]
-        written = arg.name if isinstance(arg, ast.NameExpr) else getattr(arg, "text", "")
-        dim = scope.dims.get(written)
-        if dim is None:
-            raise ShapeError(
-                arg.span,
-                f"`size` needs a dim name, and `{arg.span.text}` is not a dim of this loss",
-                f"dims here: {', '.join(scope.dims) or '(none)'}",
-            )
-        return SizeRef(dim, SCALAR, e.span)
-
-    def reduction(self, e: ast.CallExpr, scope: Scope) -> Node:
-        name = e.name.name
-        if len(e.args) != 1:
-            raise ArityError(
-                e.span,
-                f"`{name}` takes one argument here, got {len(e.args)}",
-                f"call it as {builtins.signature(name)}",
-            )
-        eps: Node | None = None
-        for kwarg in e.kwargs:
-            if name != "norm" or kwarg.name.name != "eps":
                 raise ResolveError(
-                    kwarg.span,
-                    f"`{name}` has no keyword argument `{kwarg.name.name}`",
-                    f"call it as {builtins.signature(name)}",
+                    param.span, f"helper parameter `{param.name}` repeats", "rename it"
                 )
-            eps = self.value(self.expr(kwarg.value, scope), kwarg.value)
-            if eps.type.dims:
-                raise ShapeError(kwarg.value.span, "`eps` must be a scalar", "e.g. `eps=1e-12`")
-        arg = self.value(self.expr(e.args[0], scope), e.args[0])
-        dims = self.dim_names(e, scope, arg)
-        rest = tuple(d for d in arg.type.dims if d not in dims)
-        return Reduce(name, dims, arg, Type(Kind.VALUE, rest), e.span, eps)
-
-    def normalization(self, e: ast.CallExpr, scope: Scope) -> Node:
-        name = e.name.name
-        if e.kwargs:
-            raise ResolveError(e.kwargs[0].span, f"`{name}` takes no keyword arguments", "")
-        if len(e.args) != 1:
-            raise ArityError(e.span, f"`{name}` takes one argument", builtins.signature(name))
-        arg = self.value(self.expr(e.args[0], scope), e.args[0])
-        if e.dims is None or len(e.dims) != 1:
-            raise ShapeError(
-                e.span,
-                f"`{name}` normalises over exactly one dim",
-                f"name it: `{name}[C]({e.args[0].span.text})`",
-            )
-        (dim,) = self.dim_names(e, scope, arg)
-        return Normalize(name, dim, arg, arg.type, e.span)
+            values[param.name] = (self.expr(arg, scope), param.span)
+        args = tuple(node for node, _ in values.values())
+        key = (id(decl), *map(id, args), *sorted(scope.dims.items()))
+        if key in self.inlined:
+            return self.inlined[key][1]
+        inner = Scope(values, scope.dims, owner, (*scope.stack, name), (*scope.call_sites, e.span))
+        result = self.expr(decl.body, inner)
+        self.inlined[key] = (args, result)  # holding the args keeps their ids unique
+        return result
