@@ -1,5 +1,7 @@
 """Stability rewrites (LANGUAGE.md section 6): value-preserving on the declared domains, each
-a small named entry with the identity it uses, each application recorded with its span.
+a small named entry with the identity it uses, each application recorded once with the span of
+the source it rewrote (new nodes inherit it, so rewrites after the Binary split point at the
+spec too).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 from lossdsl import ir
 from lossdsl.errors import Span
+from lossdsl.notation import Namer
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class Rewrite:
     span: Span | None
     before: str
     after: str
+    identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,15 @@ class Rule:
     apply: Callable[[sympy.Basic], sympy.Basic]
 
 
+# --- matchers --------------------------------------------------------------------------------
+
+
 def _is_one_minus_sigmoid(e: sympy.Basic) -> bool:
-    return isinstance(e, sympy.Add) and len(e.args) == 2 and sympy.S.One in e.args and any(
-        isinstance(-a, ir.Sigmoid) for a in e.args
+    return (
+        isinstance(e, sympy.Add)
+        and len(e.args) == 2
+        and sympy.S.One in e.args
+        and any(isinstance(-a, ir.Sigmoid) for a in e.args)
     )
 
 
@@ -43,13 +53,43 @@ def _one_minus_sigmoid(e: sympy.Basic) -> sympy.Basic:
     return ir.Sigmoid(-(-term).args[0])
 
 
+def _is_naive_sigmoid(e: sympy.Basic) -> bool:
+    return isinstance(e, sympy.Pow) and e.exp == -1 and _is_one_plus_exp(e.base)
+
+
+def _is_one_plus_exp(e: sympy.Basic) -> bool:
+    return (
+        isinstance(e, sympy.Add)
+        and len(e.args) == 2
+        and sympy.S.One in e.args
+        and any(isinstance(a, sympy.exp) for a in e.args)
+    )
+
+
+def _exp_arg(e: sympy.Basic) -> sympy.Basic:
+    return next(a for a in e.args if isinstance(a, sympy.exp)).args[0]
+
+
 def _is_log_of(cls: type) -> Callable[[sympy.Basic], bool]:
     return lambda e: isinstance(e, sympy.log) and isinstance(e.args[0], cls)
 
 
+def _is_softplus(e: sympy.Basic) -> bool:
+    if isinstance(e, log1p):
+        return isinstance(e.args[0], sympy.exp)
+    return isinstance(e, sympy.log) and _is_one_plus_exp(e.args[0])
+
+
+def _softplus(e: sympy.Basic) -> sympy.Basic:
+    arg = e.args[0]
+    return ir.Softplus(arg.args[0] if isinstance(e, log1p) else _exp_arg(arg))
+
+
 def _is_log_one_plus(e: sympy.Basic) -> bool:
-    return isinstance(e, sympy.log) and isinstance(e.args[0], sympy.Add) and (
-        sympy.S.One in e.args[0].args
+    return (
+        isinstance(e, sympy.log)
+        and isinstance(e.args[0], sympy.Add)
+        and (sympy.S.One in e.args[0].args)
     )
 
 
@@ -75,13 +115,19 @@ def _is_log_sum_exp(e: sympy.Basic) -> bool:
     )
 
 
-# Applied in this order, each to a fixed point over the whole expression.
+# Applied bottom-up, all of them, until none matches.
 RULES = (
     Rule(
         "one_minus_sigmoid",
         "1 - sigmoid(x) = sigmoid(-x), without cancellation for large x",
         _is_one_minus_sigmoid,
         _one_minus_sigmoid,
+    ),
+    Rule(
+        "sigmoid",
+        "1/(1 + exp(-x)) = sigmoid(x), which never overflows",
+        _is_naive_sigmoid,
+        lambda e: ir.Sigmoid(-_exp_arg(e.base)),
     ),
     Rule(
         "log_sigmoid",
@@ -102,6 +148,12 @@ RULES = (
         lambda e: ir.LogSumExp(e.args[0].args[0].args[0], e.args[0].args[1]),
     ),
     Rule(
+        "softplus",
+        "log(1 + exp(x)) = softplus(x) = max(x, 0) + log1p(exp(-abs(x))), which never overflows",
+        _is_softplus,
+        _softplus,
+    ),
+    Rule(
         "log1p",
         "log(1 + x) = log1p(x), accurate for small x",
         _is_log_one_plus,
@@ -109,66 +161,106 @@ RULES = (
     ),
     Rule("expm1", "exp(x) - 1 = expm1(x), accurate for small x", _is_exp_minus_one, _exp_minus_one),
 )
+BINARY_SPLIT = (
+    "f(t*a + (1 - t)*b) = t*f(a) + (1 - t)*f(b) for t in {0, 1}, computed as "
+    "where(t == 1, f(a), f(b)) so that the branch not taken never turns 0 * inf into NaN"
+)
 
 
 class _Rewriter:
     def __init__(self, loss: ir.LossIR) -> None:
         self.loss = loss
-        self.applied: list[Rewrite] = []
+        self.spans: dict[sympy.Basic, Span] = dict(loss.spans)
+        self.applied: dict[tuple[str, str, str, str], Rewrite] = {}
+        self.namer = Namer(loss)
 
-    def span_of(self, expr: sympy.Basic) -> Span | None:
-        return self.loss.spans.get(expr, self.loss.span)
-
-    def record(self, rule: str, span: Span | None, before: sympy.Basic, after: sympy.Basic) -> None:
-        self.applied.append(Rewrite(rule, span, _show(before), _show(after)))
+    def record(
+        self, rule: str, identity: str, span: Span | None, before: sympy.Basic, after: sympy.Basic
+    ) -> None:
+        shown = (self.namer.show(before, short=60), self.namer.show(after, short=60))
+        key = (rule, span.location if span else "", *shown)
+        self.applied.setdefault(key, Rewrite(rule, span, *shown, identity))
+        if span is not None:
+            for node in sympy.preorder_traversal(after):
+                self.spans.setdefault(node, span)
 
     def run(self, expr: sympy.Basic) -> sympy.Basic:
-        expr = self.binary_split(expr)
-        for rule in RULES:
-            expr = self.apply(rule, expr)
-        return expr
-
-    def apply(self, rule: Rule, expr: sympy.Basic) -> sympy.Basic:
-        def rewrite(e: sympy.Basic) -> sympy.Basic:
-            new = rule.apply(e)
-            self.record(rule.name, self.span_of(e), e, new)
-            return new
-
-        for _ in range(8):  # a rewrite can expose another match of the same rule
-            new = expr.replace(rule.matches, rewrite)
+        expr = self.binary_split(expr, self.loss.span)
+        for _ in range(8):  # a rewrite can expose another match
+            new = self.rules(expr, self.loss.span, {})
             if new == expr:
                 break
             expr = new
         return expr
 
-    # The Binary split: f(t) = t*f(1) + (1-t)*f(0) for t in {0, 1}, which turns
-    # `log(t*p + (1-t)*(1-p))` into `t*log(p) + (1-t)*log(1-p)` for the rules above.
-    def binary_split(self, expr: sympy.Basic) -> sympy.Basic:
-        binaries = [
+    def rules(self, expr: sympy.Basic, span: Span | None, memo: dict) -> sympy.Basic:
+        """One bottom-up pass of every rule, with the span of the nearest spanned node."""
+        if (expr, span) in memo:
+            return memo[(expr, span)]  # type: ignore[no-any-return]
+        here = self.spans.get(expr, span)
+        new = expr
+        if expr.args and not isinstance(expr, sympy.Symbol):
+            args = tuple(self.rules(a, here, memo) for a in expr.args)
+            if args != expr.args:
+                new = expr.func(*args)
+        for rule in RULES:
+            if rule.matches(new):
+                out = rule.apply(new)
+                self.record(rule.name, rule.identity, here, new, out)
+                new = out
+                break
+        memo[(expr, span)] = new
+        return new
+
+    # The Binary split: for t in {0, 1}, f(t) = where(t == 1, f(1), f(0)), which turns
+    # `log(t*p + (1-t)*(1-p))` into `where(t == 1, log(p), log(1 - p))` for the rules above.
+    def binary_split(self, expr: sympy.Basic, span: Span | None) -> sympy.Basic:
+        """Split each elementwise region (the output, and each tensor op's argument) as a
+        whole by every Binary input that needs it."""
+        here = self.spans.get(expr, span)
+        expr = self.inner_regions(expr, here)
+        for t in self.binaries():
+            if isinstance(expr, sympy.Expr) and _needs_split(expr, t):
+                split = sympy.Piecewise(
+                    (self.substitute(expr, t, sympy.S.One, here), sympy.Eq(t, 1)),
+                    (self.substitute(expr, t, sympy.S.Zero, here), True),
+                )
+                self.record("binary_split", BINARY_SPLIT, here, expr, split)
+                expr = split
+        return expr
+
+    def substitute(
+        self, expr: sympy.Basic, t: sympy.Symbol, value: sympy.Basic, span: Span | None
+    ) -> sympy.Basic:
+        """``expr`` with ``t`` set to ``value`` outside tensor ops; each new node keeps the span
+        of the node it came from."""
+        if expr == t:
+            return value
+        if isinstance(expr, ir.TensorOp) or not expr.args:
+            return expr
+        here = self.spans.get(expr, span)
+        new = expr.func(*(self.substitute(a, t, value, here) for a in expr.args))
+        if here is not None:
+            self.spans.setdefault(new, here)
+        return new
+
+    def inner_regions(self, expr: sympy.Basic, span: Span | None) -> sympy.Basic:
+        """``expr`` with the argument of every tensor op in its region split."""
+        here = self.spans.get(expr, span)
+        if isinstance(expr, ir.TensorOp):
+            return expr.func(self.binary_split(expr.args[0], here), *expr.args[1:])
+        if not expr.args or isinstance(expr, sympy.Symbol):
+            return expr
+        args = tuple(self.inner_regions(a, here) for a in expr.args)
+        return expr.func(*args) if args != expr.args else expr
+
+    def binaries(self) -> list[sympy.Symbol]:
+        return [
             symbol
             for info in self.loss.inputs
             if info.elem == "Binary"
             for symbol in self.loss.leaves_of(info.name)
         ]
-        for t in binaries:
-            expr = self.split_region(expr, t)
-        return expr
-
-    def split_region(self, expr: sympy.Basic, t: sympy.Symbol) -> sympy.Basic:
-        """Split every elementwise region (the output, and each tensor op's argument) in which
-        ``t`` sits inside a nonlinear function."""
-        if isinstance(expr, ir.TensorOp):
-            inner = self.split_region(expr.args[0], t)
-            return expr.func(inner, *expr.args[1:])
-        if not expr.args:
-            return expr
-        expr = expr.func(*(self.split_region(a, t) for a in expr.args))
-        if not isinstance(expr, sympy.Expr) or not _nonlinear_in(expr, t):
-            return expr
-        one, zero = _subs_elementwise(expr, t, sympy.S.One), _subs_elementwise(expr, t, sympy.S.Zero)
-        split = t * one + (1 - t) * zero
-        self.record("binary_split", self.span_of(expr), expr, split)
-        return split
 
 
 def _outside_ops(expr: sympy.Basic) -> list[sympy.Basic]:
@@ -180,34 +272,44 @@ def _outside_ops(expr: sympy.Basic) -> list[sympy.Basic]:
     return found
 
 
-def _nonlinear_in(expr: sympy.Expr, t: sympy.Symbol) -> bool:
+def _needs_split(expr: sympy.Expr, t: sympy.Symbol) -> bool:
+    """``t`` sits inside a nonlinear function, or multiplies a factor that can be infinite
+    (``t*log(p)`` is NaN at ``t == 0, p == 0`` where the select is finite)."""
     for node in _outside_ops(expr):
+        if not _has_outside(node, t):
+            continue
         is_function = isinstance(node, sympy.Function) and not isinstance(node, ir.TensorOp)
         is_power = isinstance(node, sympy.Pow) and not node.exp.is_Integer
-        if (is_function or is_power or isinstance(node, sympy.Piecewise)) and node.has(t):
-            inside_op = any(isinstance(op, ir.TensorOp) and op.has(t) for op in _outside_ops(node))
-            if not inside_op:
-                return True
+        if is_function or is_power or isinstance(node, sympy.Piecewise):
+            return True
+        if isinstance(node, sympy.Mul) and any(_can_blow_up(f) for f in node.args):
+            return True
     return False
 
 
-def _subs_elementwise(expr: sympy.Basic, t: sympy.Symbol, value: sympy.Basic) -> sympy.Basic:
-    if expr == t:
-        return value
-    if isinstance(expr, ir.TensorOp) or not expr.args:
-        return expr
-    return expr.func(*(_subs_elementwise(a, t, value) for a in expr.args))
+def _has_outside(expr: sympy.Basic, t: sympy.Symbol) -> bool:
+    return any(node == t for node in _outside_ops(expr))
 
 
-def _show(expr: sympy.Basic) -> str:
-    return str(expr).replace("|", "").replace("ReduceSum", "sum")
+def _can_blow_up(expr: sympy.Basic) -> bool:
+    for node in _outside_ops(expr):
+        if isinstance(node, (sympy.log, log1p)):
+            return True
+        if isinstance(node, sympy.Pow) and not (node.exp.is_Integer and node.exp > 0):
+            return not node.base.is_positive
+    return False
 
 
 def rewrite(loss: ir.LossIR) -> tuple[ir.LossIR, list[Rewrite]]:
-    """Apply the stability rewrites to a loss's output expression."""
+    """Apply the stability rewrites to a loss's output expression.
+
+    Returns:
+        The stable IR (its ``spans`` extended to the nodes the rewrites made) and the rewrites
+        applied, each once per place in the spec.
+    """
     rewriter = _Rewriter(loss)
     output = rewriter.run(loss.output)
-    return replace(loss, output=output), rewriter.applied
+    return replace(loss, output=output, spans=rewriter.spans), list(rewriter.applied.values())
 
 
-__all__ = ["RULES", "Rewrite", "rewrite"]
+__all__ = ["BINARY_SPLIT", "RULES", "Rewrite", "Rule", "rewrite"]
