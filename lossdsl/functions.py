@@ -3,8 +3,19 @@ re-exported by :mod:`lossdsl.ir`)."""
 
 from __future__ import annotations
 
+import math
+
 import sympy
 from sympy import Function, Piecewise, S
+
+
+def _number(*args: sympy.Basic) -> bool:
+    """All arguments are real numbers: the function is evaluated at construction."""
+    return all(a.is_Number and a.is_finite for a in args)
+
+
+def _stable_softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
 class Sigmoid(Function):
@@ -22,11 +33,19 @@ class Sigmoid(Function):
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        return S.Half if x == 0 else None
+        if x == 0:
+            return S.Half
+        if _number(x):
+            return sympy.Float(math.exp(-_stable_softplus(-float(x))))
+        return None
 
 
 class Softplus(Function):
     """``log(1 + exp(x))``, computed without overflow."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.Float(_stable_softplus(float(x))) if _number(x) else None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return Sigmoid(self.args[0])
@@ -40,6 +59,10 @@ class Softplus(Function):
 
 class Relu(Function):
     """``max(x, 0)``; derivative 0 at 0 (like ``torch.relu``)."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.Max(x, 0) if _number(x) else None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return Piecewise((S.One, self.args[0] > 0), (S.Zero, True))
@@ -55,6 +78,10 @@ class Clamp(Function):
     """``clamp(x, lo, hi)``; derivative 1 on the closed interval (like ``torch.clamp``)."""
 
     nargs = 3
+
+    @classmethod
+    def eval(cls, x: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr | None:
+        return sympy.Min(sympy.Max(x, lo), hi) if _number(x, lo, hi) else None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x, lo, hi = self.args
@@ -99,16 +126,26 @@ class _Step(Function):
 
 
 class Sign(_Step):
-    pass
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.sign(x) if _number(x) else None
 
 
 class Floor(_Step):
-    pass
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.floor(x) if _number(x) else None
 
 
 class Ceil(_Step):
-    pass
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.ceiling(x) if _number(x) else None
 
 
 class Round(_Step):
     """Round half to even, as torch.round and jnp.round do."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        return sympy.Integer(round(float(x))) if _number(x) else None  # Python rounds half-even

@@ -120,6 +120,11 @@ class TensorOp(Function):
 
     is_real = True
 
+    def _eval_derivative(self, s: sympy.Basic) -> sympy.Expr | None:
+        """Only derive.py differentiates through tensor ops; to SymPy they are opaque (their
+        dims arguments have no derivative)."""
+        return S.Zero if s not in self.free_symbols else None
+
     def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
         """The dims of the result, given the dims of each argument."""
         raise NotImplementedError(type(self).__name__)

@@ -10,7 +10,7 @@ from sympy.core.symbol import Str
 
 from lossdsl import checked as c
 from lossdsl import ir
-from lossdsl.errors import ShapeError
+from lossdsl.errors import ResolveError, ShapeError
 
 _ARITHMETIC: dict[str, Callable[..., sympy.Expr]] = {
     "add": lambda a, b: a + b,
@@ -98,6 +98,12 @@ class Lowering:
         key = id(node)
         if key not in self.memo:
             expr = getattr(self, "lower_" + type(node).__name__)(node)
+            if not isinstance(node, c.Constant) and _not_finite(expr):
+                raise ResolveError(
+                    node.span,
+                    f"`{node.span.text}` is undefined",
+                    "fix the constant arithmetic (e.g. `log(0)`, `1 / 0`)",
+                )
             self.memo[key] = expr
             self.result.spans.setdefault(expr, node.span)
             if key in self.loss.names and not isinstance(expr, (sympy.Number, sympy.Symbol)):
@@ -165,6 +171,11 @@ class Lowering:
         part = ir.leaf(f"{name}__{position}", dims, self.elems[name])
         self.result.components[part] = (name, dim, position)
         return part
+
+
+def _not_finite(expr: sympy.Basic) -> bool:
+    """Undefined constants (`log(0)`, `1/0`); `inf` itself is a number of the language."""
+    return isinstance(expr, sympy.Expr) and expr.is_number and expr.has(sympy.zoo, sympy.nan)
 
 
 def dims_touched(op: ir.TensorOp) -> frozenset[str]:

@@ -4,6 +4,7 @@ subgradients at kinks hold in the IR."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -341,3 +342,28 @@ def test_max_reduction_splits_ties_evenly() -> None:
     (top,) = loss.output.atoms(ir.ReduceMax)
     mask = Evaluator(loss, {"x": np.array([3.0, 1.0, 3.0, 2.0])}).eval(top.mask())
     assert np.allclose(np.ravel(mask), [0.5, 0.0, 0.5, 0.0])
+
+
+# --- constants of the IR's own functions ----------------------------------------------------
+
+
+def test_custom_functions_of_numbers_evaluate() -> None:
+    spec = lossdsl.parse(
+        "loss f(x: Real) { return max(x, relu(2)) + sigmoid(0) + softplus(0) + clamp(3, 0, 1)"
+        " + floor(2.5) + round(2.5) + sign(-2) }"
+    )
+    x = next(iter(spec.ir.output.free_symbols))
+    assert float(spec.ir.output.subs(x, 5)) == pytest.approx(5 + 0.5 + math.log(2) + 1 + 2 + 2 - 1)
+
+
+def test_undefined_constant_is_an_error_at_its_span() -> None:
+    with pytest.raises(lossdsl.LossDSLError) as info:
+        lossdsl.parse("loss f(x: Real) { return x + log(0) }", "c.loss").ir  # noqa: B018
+    assert info.value.message == "`log(0)` is undefined"
+    assert (info.value.span.line, info.value.span.column) == (1, 30)
+
+
+def test_sympy_may_differentiate_an_expression_holding_tensor_ops() -> None:
+    x = ir.leaf("x", ("N",))
+    piecewise = sympy.Piecewise((ir.ReduceSum.make(x, ("N",)), x > 0), (0, True))
+    assert piecewise.diff(ir.leaf("y", ("N",))) == 0
