@@ -106,6 +106,7 @@ class CompiledLoss:
         params = {**self.tensor_params, **tensor_params}
         if _eager(self.backend, inputs):
             _check_indices(self.backend, declared, inputs)
+            _check_binary(declared, inputs)
             _check_tensor_params(self.backend, self.loss, inputs, params)
         try:
             return self.fn(*inputs, **{py_name(k): v for k, v in params.items()})
@@ -137,6 +138,24 @@ def _eager(backend: str, inputs: tuple[Any, ...]) -> bool:
     import jax
 
     return not any(isinstance(x, jax.core.Tracer) for x in inputs)
+
+
+def _check_binary(declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> None:
+    """A `Binary` input holds 0s and 1s: the loss is compiled for exactly those values (the
+    Binary split selects a branch by `t == 1`), so anything else would be a silent wrong
+    answer."""
+    for info, x in zip(declared, inputs, strict=True):
+        if info.elem != "Binary" or not hasattr(x, "shape") or getattr(x, "size", 1) == 0:
+            continue
+        if hasattr(x, "numel") and x.numel() == 0:
+            continue
+        ok = ((x == 0) | (x == 1)).all()
+        if not bool(ok):
+            raise CallError(
+                info.span,
+                f"input `{info.name}` is Binary but holds values other than 0 and 1",
+                f"pass 0/1 labels; for soft labels declare `{info.name}` as `Prob`",
+            )
 
 
 def _check_indices(backend: str, declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> None:
@@ -189,12 +208,19 @@ def _check_tensor_params(
 
 
 def check_param_values(info: ParamInfo, value: Any) -> None:
-    lowest = float(value.min()) if getattr(value, "size", 1) != 0 else 0.0
-    rules = {"Positive": lowest > 0, "NonNegative": lowest >= 0}
-    if not rules.get(info.elem, True):
+    empty = getattr(value, "size", 1) == 0
+    lowest = 0.0 if empty else float(value.min())
+    highest = 0.0 if empty else float(value.max())
+    rules = {
+        "Positive": (lowest > 0, lowest),
+        "NonNegative": (lowest >= 0, lowest),
+        "Prob": (lowest >= 0 and highest <= 1, lowest if lowest < 0 else highest),
+    }
+    ok, bad = rules.get(info.elem, (True, 0.0))
+    if not ok:
         raise ParamError(
             info.span,
-            f"param `{info.name}` has value {lowest:g}, but its type is `{info.elem}`",
+            f"param `{info.name}` has value {bad:g}, but its type is `{info.elem}`",
             "fix the values of the tensor",
         )
 

@@ -292,3 +292,9 @@ def test_compiled_mode_with_inductor_matches_eager() -> None:
 def test_unknown_mode_is_an_error() -> None:
     with pytest.raises(lossdsl.BackendError, match="unknown mode"):
         load("focal").compile("torch", mode="fast")
+
+
+def test_binary_inputs_must_hold_zeros_and_ones() -> None:
+    f = load("focal").compile("torch")
+    with pytest.raises(lossdsl.CallError, match="Binary but holds values other than 0 and 1"):
+        f(torch.zeros(3), torch.tensor([0.0, 0.3, 1.0]))
