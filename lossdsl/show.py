@@ -8,57 +8,12 @@ from typing import Any
 
 import sympy
 from sympy.printing.latex import LatexPrinter
-from sympy.printing.str import StrPrinter
 
-from lossdsl import ir
+from lossdsl import ir, notation
 from lossdsl.errors import BackendError
 
-_NAMES = {"Sigmoid": "sigmoid", "Softplus": "softplus", "Relu": "relu", "Sign": "sign"}
-_NAMES |= {"Floor": "floor", "Ceil": "ceil", "Round": "round", "Clamp": "clamp"}
 _REDUCTIONS = {"ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min", "ReduceProd": "prod"}
 _REDUCTIONS |= {"LogSumExp": "logsumexp"}
-
-
-class LossPrinter(StrPrinter):
-    """Prints the IR back in the language's own notation: `sum[N](...)`, `x[t]`."""
-
-    def _print_Symbol(self, expr: sympy.Symbol) -> str:
-        name = ir.leaf_name(expr)
-        return f"size({name[2:]})" if name.startswith("n_") and "|" not in expr.name else name
-
-    def _print_Function(self, expr: sympy.Function) -> str:
-        name = type(expr).__name__
-        if name in _REDUCTIONS:
-            dims = ", ".join(ir.dim_names(expr.args[1]))
-            return f"{_REDUCTIONS[name]}[{dims}]({self._print(expr.args[0])})"
-        if name == "Norm":
-            eps = "" if expr.args[2] == 0 else f", eps={self._print(expr.args[2])}"
-            return (
-                f"norm[{', '.join(ir.dim_names(expr.args[1]))}]({self._print(expr.args[0])}{eps})"
-            )
-        if name in ("Softmax", "LogSoftmax"):
-            op = "softmax" if name == "Softmax" else "log_softmax"
-            return f"{op}[{ir.dim_names(expr.args[1])[0]}]({self._print(expr.args[0])})"
-        if name == "Gather":
-            base = self._print(expr.args[0])
-            atomic = isinstance(expr.args[0], (sympy.Symbol, sympy.Function))
-            return f"{base if atomic else f'({base})'}[{self._print(expr.args[1])}]"
-        if name == "OneHot":
-            return f"onehot({self._print(expr.args[0])})"
-        if name == "Safe":
-            return self._print(expr.args[0])
-        args = ", ".join(self._print(a) for a in expr.args)
-        return f"{_NAMES.get(name, name.lower())}({args})"
-
-    def _print_Piecewise(self, expr: sympy.Piecewise) -> str:
-        (value, cond), rest = expr.args[0], expr.args[1:]
-        if cond is sympy.true or not rest:
-            return self._print(value)
-        orelse = sympy.Piecewise(*rest, evaluate=False)
-        return f"(if {self._print(cond)} then {self._print(value)} else {self._print(orelse)})"
-
-    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
-        return super()._print_Pow(expr, rational).replace("**", "^")
 
 
 class LossLatexPrinter(LatexPrinter):
@@ -95,7 +50,8 @@ class LossLatexPrinter(LatexPrinter):
 
 
 def as_text(expr: sympy.Basic) -> str:
-    return LossPrinter().doprint(expr)
+    """An IR expression in the language's own notation (the printer `check` uses too)."""
+    return notation.show(expr)
 
 
 def show(path: str, name: str | None, latex: bool, plot: str | None) -> int:

@@ -16,7 +16,7 @@ def test_text_uses_the_language_notation() -> None:
     spec = lossdsl.load(EXAMPLES / "cross_entropy.loss")
     text = as_text(spec.ir.output)
     assert "log_softmax[C](logits)[target]" in text
-    assert "sum[N](" in text and "size(C)" in text
+    assert "sum[N](" in text and "mean[C](" in text
 
 
 def test_describe_lists_inputs_params_and_stable_form() -> None:
