@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from lossdsl import cache, codegen, loader, runtime
+from lossdsl import cache, codegen, loader, runtime, sign_merge
 from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo
 from lossdsl.errors import BackendError, ParamError
 from lossdsl.ir import LossIR
@@ -107,7 +107,7 @@ class Spec:
             bound[info.name] = value
         return bound
 
-    def emit(self, backend: str = "torch", **params: Any) -> str:
+    def emit(self, backend: str = "torch", /, **params: Any) -> str:
         """The standalone module source (what `lossdsl compile` writes)."""
         bound = self.bind_params(params)
         return self._source(backend, bound)[0]
@@ -129,13 +129,16 @@ class Spec:
                 from lossdsl.backends import jax as emitter
             if reference:
                 return emitter.emit_reference(codegen.specialise(self.ir, bound))
-            return emitter.emit(codegen.specialise(self.stable_ir, bound))
+            plan = codegen.specialise(self.stable_ir, bound)
+            plan.value = sign_merge.merge(plan.value, plan.loss)
+            return emitter.emit(plan)
 
         return cache.source(key, build), key
 
     def compile(
         self,
         backend: str = "torch",
+        /,
         *,
         mode: str = "eager",
         params: dict[str, Any] | None = None,
