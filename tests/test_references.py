@@ -13,8 +13,12 @@ import pytest
 from tests.references import N_SHAPE_CASES, NUM_CLASSES, REFERENCES, Reference
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
+# The first shape case runs by default; the others (the all-ones edge case, a larger one) with
+# `pytest -m slow`: the references are checked against each other, not against lossdsl.
 CASES = [
-    pytest.param(ref, params, shape, id=f"{name}-p{i}-s{shape}")
+    pytest.param(
+        ref, params, shape, id=f"{name}-p{i}-s{shape}", marks=[pytest.mark.slow] if shape else []
+    )
     for name, ref in REFERENCES.items()
     for i, params in enumerate(ref.param_cases)
     for shape in range(N_SHAPE_CASES)
