@@ -175,8 +175,8 @@ class Spec:
             module = (load or runtime.load_module)(source, self.name, key)
             module = _modules.setdefault(key, module)
         tensors = {k: v for k, v in bound.items() if not isinstance(v, float)}
-        loss = self.ir if reference else self.stable_ir
-        return runtime.CompiledLoss(loss, module, backend, tensors)
+        # The declarations are all the wrapper needs: a cache hit lowers and rewrites nothing.
+        return runtime.CompiledLoss(self.checked, module, backend, tensors)
 
     def torch_module(self, **params: Any) -> Any:
         """A ``torch.nn.Module`` computing this loss, with its params as buffers."""

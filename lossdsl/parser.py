@@ -70,6 +70,7 @@ def _lark() -> lark.Lark:
         postlex=_ParenNewlines(),
         propagate_positions=True,
         maybe_placeholders=True,
+        cache=True,  # parser tables pickled in the temp dir: no LALR rebuild per process
     )
 
 

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo
 from lossdsl.codegen import py_name
 from lossdsl.errors import BackendError, CallError, ParamError, Span
-from lossdsl.ir import LossIR
 
 
 def load_module(source: str, name: str, cache_key: str) -> ModuleType:
@@ -81,7 +80,7 @@ class CompiledLoss:
     """A compiled loss: call it with the declared inputs, positionally."""
 
     def __init__(
-        self, loss: LossIR, module: ModuleType, backend: str, tensor_params: dict[str, Any]
+        self, loss: CheckedLoss, module: ModuleType, backend: str, tensor_params: dict[str, Any]
     ) -> None:
         self.loss = loss
         self.module = module
@@ -189,7 +188,7 @@ def _sizes(declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> dict[str
 
 
 def _check_tensor_params(
-    backend: str, loss: LossIR, inputs: tuple[Any, ...], params: dict[str, Any]
+    backend: str, loss: CheckedLoss, inputs: tuple[Any, ...], params: dict[str, Any]
 ) -> None:
     sizes = _sizes(loss.inputs, inputs)
     for info in loss.params:
