@@ -2,12 +2,19 @@
 backend, lossdsl version), in memory and on disk.
 
 The disk directory is ``$LOSSDSL_CACHE_DIR`` or ``~/.cache/lossdsl``; if it cannot be written
-(read-only, missing permissions) the cache silently stays in memory. Writes go to a temporary
-file renamed into place, so concurrent processes and threads never read half a file.
+(read-only, missing permissions, a path under a regular file) the cache silently stays in
+memory. Writes go to a temporary file renamed into place, so concurrent processes and threads
+never read half a file; every entry starts with a checksum line of its text, and an entry that
+does not match it (truncated, edited, corrupted) is ignored and rebuilt. Threads asking for the
+same key wait on one per-key lock, so a source is built once per process.
+
+Cached entries are Python that lossdsl executes: the directory is created private to its user
+(mode 0o700), and should be trusted like any other directory of importable code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -19,6 +26,7 @@ from pathlib import Path
 
 from lossdsl import __version__
 
+_HEADER = "# lossdsl-cache sha256="
 _lock = threading.Lock()
 _memory: dict[str, str] = {}
 _key_locks: dict[str, threading.Lock] = {}
@@ -65,24 +73,39 @@ def source(cache_key: str, build: Callable[[], str]) -> str:
         return text
 
 
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _read(cache_key: str) -> str | None:
+    """The entry's text, or None if it is missing, unreadable or fails its checksum."""
     path = cache_dir() / f"{cache_key}.py"
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
+        stored = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
+    header, newline, text = stored.partition("\n")
+    if not newline or header != _HEADER + _checksum(text):
+        return None
+    return text
 
 
 def _write(cache_key: str, text: str) -> None:
     directory = cache_dir()
+    tmp: str | None = None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.write(f"{_HEADER}{_checksum(text)}\n{text}")
         os.replace(tmp, directory / f"{cache_key}.py")
+        tmp = None
     except OSError:
         pass  # read-only or unwritable cache: memory only
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def clear_memory() -> None:

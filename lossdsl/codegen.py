@@ -7,6 +7,7 @@ with size 1 along the dims it lacks, so broadcasting by *name* is NumPy broadcas
 
 from __future__ import annotations
 
+import builtins
 import keyword
 from dataclasses import dataclass, field
 
@@ -16,13 +17,15 @@ from sympy.codegen.cfunctions import log1p
 
 from lossdsl import derive, ir
 from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.errors import ResolveError
 from lossdsl.lower import constant
 
 # Names the generated code itself uses; spec names equal to one of these get a trailing `_`.
 _TAKEN = frozenset(
-    {"torch", "jax", "jnp", "F", "dtype", "grad", "needs", "ctx", "inputs", "output", "primals"}
+    {"torch", "jax", "jnp", "F", "dtype", "dtype_device", "grad", "needs", "ctx", "inputs"}
+    | {"output", "primals"}
     | {"tangents", "math", "np", "self", "cls", "LossInputError", "value", "tangent", "out"}
-    | set(dir(__builtins__) if isinstance(__builtins__, dict) else dir(__import__("builtins")))
+    | set(dir(builtins))  # `float`, `tuple`, `str`, ... are called by the generated code
 )
 
 
@@ -74,8 +77,37 @@ class Plan:
         return tuple(d for d in self.layout.order if d in dims)
 
 
+def check_names(loss: ir.LossIR) -> None:
+    """Refuse spec names whose Python spellings collide in generated code: two names with one
+    spelling (`_x` and `v_x`), or a name spelled like one the code derives from another (`n_N`
+    for the size of dim `N`, `d_x` for the tangent of `x`, `grad_x` for its gradient)."""
+    owners = {size_name(d): f"the size of dim `{d}`" for d in loss.order}
+    named = [(i.name, f"`{i.name}`", i.span) for i in loss.inputs]
+    named += [(p.name, f"`{p.name}`", p.span) for p in loss.params]
+    named += [
+        (ir.leaf_name(s), f"component {k} of `{base}`", loss.span)
+        for s, (base, _, k) in loss.components.items()
+    ]
+    for name, what, span in named:
+        spelling = py_name(name)
+        derived = [(spelling, what)]
+        derived += [(prefix + spelling, f"the {role} of {what}") for prefix, role in _DERIVED]
+        for python, role in derived:
+            if python in owners:
+                raise ResolveError(
+                    span,
+                    f"{role} and {owners[python]} would both be `{python}` in generated Python",
+                    "rename one of them",
+                )
+            owners[python] = role
+
+
+_DERIVED = (("d_", "tangent"), ("grad_", "gradient"))
+
+
 def specialise(loss: ir.LossIR, params: dict[str, object]) -> Plan:
     """Substitute scalar param values into the loss; tensor-valued params stay symbols."""
+    check_names(loss)
     scalars: dict[str, float] = {}
     tensors: list[ParamInfo] = []
     subs: dict[sympy.Basic, sympy.Basic] = {}
@@ -91,7 +123,8 @@ def specialise(loss: ir.LossIR, params: dict[str, object]) -> Plan:
 
 
 def cotangent(plan: Plan) -> Symbol:
-    return ir.leaf("grad", plan.output_dims)
+    # Not a spec identifier (`'`), so never the symbol of an input named `grad`; printed `grad`.
+    return ir.leaf("grad'", plan.output_dims)
 
 
 def tangent_symbol(leaf: Symbol) -> Symbol:

@@ -46,13 +46,30 @@ def tape(output: sympy.Expr) -> Tape:
     return result
 
 
-_TIDY_LIMIT = 60
+_TIDY_LIMIT = 60  # SymPy operations
+_TIDY_NODES = 1000  # tree nodes, counted before count_ops is asked
+
+
+def _tree_size(expr: sympy.Basic, limit: int) -> int:
+    """Nodes of ``expr`` as a tree, counted up to ``limit + 1`` and no further: O(limit) even
+    where the tree is exponentially larger than the shared graph (count_ops walks it all)."""
+    count, stack = 0, [expr]
+    while stack and count <= limit:
+        count += 1
+        stack.extend(stack.pop().args)
+    return count
 
 
 def tidy(expr: sympy.Expr) -> sympy.Expr:
     """Cheap, predictable simplification: combine powers of equal bases and pull out common
-    factors, so that e.g. ``p^(g-1) * p`` prints as ``p^g`` and ``0 * inf`` never arises."""
-    if sympy.count_ops(expr) > _TIDY_LIMIT:  # SymPy's simplifiers are superlinear: skip giants
+    factors, so that e.g. ``p^(g-1) * p`` prints as ``p^g`` and ``0 * inf`` never arises.
+
+    SymPy's simplifiers are superlinear and pure Python (no thread can interrupt them), so the
+    time budget is structural: an expression over ``_TIDY_NODES`` tree nodes or
+    ``_TIDY_LIMIT`` operations is returned as it is, unsimplified but equal. The size check
+    itself stops counting at the budget, so it costs O(budget) on any input.
+    """
+    if _tree_size(expr, _TIDY_NODES) > _TIDY_NODES or sympy.count_ops(expr) > _TIDY_LIMIT:
         return expr
     return sympy.factor_terms(sympy.powsimp(expr, combine="exp"))
 
@@ -83,6 +100,10 @@ def vjp(output: sympy.Expr, wrt: list[Symbol], cotangent: Symbol) -> dict[Symbol
         for symbol in sorted(expr.free_symbols & live, key=sympy.default_sort_key):
             local = tidy(cot * sympy.diff(expr, symbol))
             if local != 0:
+                # Sum over every dim `expr` broadcast `symbol` along, even those along which
+                # `local` is constant (`sum[C](a + x)` for a scalar `a` gives `size(C) * cot`).
+                extra = ir.dims_of(expr) - ir.dims_of(local) - ir.dims_of(symbol)
+                local = ir.ReduceSum.make(local, tuple(sorted(extra))) if extra else local
                 part = _sum_to(local, ir.dims_of(symbol))
                 adjoint[symbol] = adjoint.get(symbol, sympy.S.Zero) + part
 

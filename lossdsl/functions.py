@@ -10,8 +10,9 @@ from sympy import Function, Piecewise, S
 
 
 def _number(*args: sympy.Basic) -> bool:
-    """All arguments are real numbers: the function is evaluated at construction."""
-    return all(a.is_Number and a.is_finite for a in args)
+    """All arguments are real numbers: the function is evaluated at construction. Numeric
+    expressions count too (`log(2)`, `sqrt(3)`): they have no code of their own to print."""
+    return all(a.is_number and a.is_comparable and a.is_finite for a in args)
 
 
 def _stable_softplus(x: float) -> float:

@@ -275,6 +275,20 @@ class Norm(TensorOp):
 
     nargs = 3
 
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple, eps: sympy.Expr) -> sympy.Expr | None:
+        if not dims.args:  # over no dims (the norm of a scalar): |x|, or sqrt(x^2 + eps)
+            return sympy.Abs(arg) if eps == 0 else sympy.sqrt(arg**2 + eps)
+        present, missing = _missing(arg, dims)
+        if not missing:
+            return None
+        # A value constant along a dim is counted once per position: sqrt(n * x^2 + eps).
+        if present:
+            return Norm(sympy.sqrt(count(missing)) * arg, dims_tuple(present), eps)
+        if eps == 0:
+            return sympy.sqrt(count(missing)) * sympy.Abs(arg)
+        return sympy.sqrt(count(missing) * arg**2 + eps)
+
     @property
     def arg(self) -> sympy.Expr:
         return self.args[0]  # type: ignore[no-any-return]
@@ -308,6 +322,12 @@ class Norm(TensorOp):
 class Softmax(TensorOp):
     nargs = 2
 
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        _, missing = _missing(arg, dims)
+        # Over a dim the argument does not vary along, softmax is uniform: 1 / size.
+        return 1 / count(missing) if missing else None
+
     def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
         return arg_dims[0]
 
@@ -327,6 +347,11 @@ class Softmax(TensorOp):
 
 class LogSoftmax(TensorOp):
     nargs = 2
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr, dims: Tuple) -> sympy.Expr | None:
+        _, missing = _missing(arg, dims)
+        return -sympy.log(count(missing)) if missing else None  # log(1 / size), as above
 
     def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
         return arg_dims[0]

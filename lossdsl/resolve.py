@@ -95,6 +95,8 @@ class LossChecker(ExprChecker):
             values[info.name] = (node, info.span)
         scope = Scope(values, {d: d for d in self.order}, self.module, (self.decl.name.name,))
         output = self.run_body(self.decl, scope, top=True)
+        returns = [s for s in self.decl.body if isinstance(s, ast.ReturnStmt)]
+        self.check_size(output, returns[-1].value.span if returns else self.decl.span)
         return CheckedLoss(
             name=self.decl.name.name,
             doc=self.decl.doc,

@@ -43,6 +43,9 @@ _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"
 # Inlining helpers and loss calls can multiply a spec's size (a helper that calls another
 # twice, thirty times over); past these bounds a loss is refused rather than expanded.
 MAX_NODES = 100_000
+# The loss as one tree, every binding and helper substituted: what SymPy's stages walk (its
+# differentiation, CSE and printing grow with this size, not with the shared graph's).
+MAX_TREE = 5_000
 MAX_INLINE_DEPTH = 32  # helpers and losses calling each other
 
 
@@ -79,7 +82,8 @@ class ExprChecker:
         self.order = order
         self.count = 0  # expressions elaborated, against MAX_NODES
         self.active = 0  # expressions being elaborated, one inside another (Python recursion)
-        self.depths: dict[int, tuple[int, Node]] = {}  # id -> (nesting depth, node kept alive)
+        # id -> (nesting depth, size as a tree, node kept alive)
+        self.depths: dict[int, tuple[int, int, Node]] = {}
         # (helper, argument nodes, dims) -> inlined result: `h(x) + h(x)` elaborates `h` once
         self.inlined: dict[tuple[object, ...], tuple[tuple[Node, ...], Node]] = {}
 
@@ -136,9 +140,19 @@ class ExprChecker:
             node: Node = method(e, scope)
         finally:
             self.active -= 1
-        if self.depth(node) > MAX_DEPTH:
+        if self.measure(node)[0] > MAX_DEPTH:
             raise self.too_deep(e, scope)
         return node
+
+    def check_size(self, node: Node, span: Span) -> None:
+        """The loss as one tree (what SymPy walks) must stay small enough to differentiate."""
+        if self.measure(node)[1] > MAX_TREE:
+            raise LimitError(
+                span,
+                f"the loss grows past {MAX_TREE} operations once bindings and helpers are "
+                "substituted (a name used twice counts twice)",
+                "simplify the loss: differentiating it symbolically would take too long",
+            )
 
     def too_deep(self, e: ast.Expr, scope: Scope) -> LimitError:
         return LimitError(
@@ -149,13 +163,16 @@ class ExprChecker:
             self.call_notes(scope),
         )
 
-    def depth(self, node: Node) -> int:
+    def measure(self, node: Node) -> tuple[int, int]:
+        """Nesting depth and size as a tree (capped), memoised over the shared graph."""
         known = self.depths.get(id(node))
         if known is not None:
-            return known[0]
-        depth = 1 + max((self.depth(c) for c in children(node)), default=0)
-        self.depths[id(node)] = (depth, node)
-        return depth
+            return known[0], known[1]
+        measured = [self.measure(c) for c in children(node)]
+        depth = 1 + max((d for d, _ in measured), default=0)
+        size = min(MAX_TREE + 1, 1 + sum(n for _, n in measured))
+        self.depths[id(node)] = (depth, size, node)
+        return depth, size
 
     def check_NumberExpr(self, e: ast.NumberExpr, scope: Scope) -> Node:
         return Constant(e.value, SCALAR, e.span)

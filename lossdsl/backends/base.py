@@ -46,6 +46,7 @@ class TensorPrinter(PythonCodePrinter):
     WHERE = ""
     LOGICAL: ClassVar[dict[str, str]] = {"And": "", "Or": "", "Not": ""}
     ASTYPE = ""  # format with {x}: cast a boolean tensor to the computation's dtype
+    SCALAR = "{x}"  # format with {x}: a Python number as an array of the computation's dtype
 
     def __init__(
         self, layout: Layout, names: dict[sympy.Symbol, str], spans: dict[Any, Span] | None = None
@@ -82,11 +83,23 @@ class TensorPrinter(PythonCodePrinter):
             size_name(name[2:]) if name.startswith("n_") and "|" not in expr.name else py_name(name)
         )
 
+    # Sizes are Python ints in generated code: the argument of an array function that depends
+    # on sizes alone (`exp(size(N))`) is made an array of the loss's dtype first.
+    def _arg(self, expr: Any) -> str:
+        return self.as_array(expr, self._print(expr))
+
+    def as_array(self, expr: Any, printed: str) -> str:
+        """``printed`` (the code of ``expr``), as an array if ``expr`` depends on sizes alone."""
+        symbols = getattr(expr, "free_symbols", set())
+        if symbols and all(_is_size(s) for s in symbols):
+            return self.SCALAR.format(x=printed)
+        return printed
+
     # The generic fallback names the backend and the node, never prints Python that fails later.
     def _print_Function(self, expr: sympy.Function) -> str:
         name = type(expr).__name__
         if name in self.FUNCTIONS:
-            return self.FUNCTIONS[name].format(*(self._print(a) for a in expr.args))
+            return self.FUNCTIONS[name].format(*(self._arg(a) for a in expr.args))
         raise BackendError(
             self.spans.get(expr),
             f"the {self.backend} backend cannot print `{name}`",
@@ -111,9 +124,9 @@ class TensorPrinter(PythonCodePrinter):
         base, exp = expr.args
         b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
         if exp == sympy.S.Half:
-            return self.FUNCTIONS["sqrt"].format(self._print(base))
+            return self.FUNCTIONS["sqrt"].format(self._arg(base))
         if exp == -sympy.S.Half:
-            return self.FUNCTIONS["rsqrt"].format(self._print(base))
+            return self.FUNCTIONS["rsqrt"].format(self._arg(base))
         if exp == -1:
             return f"1 / {b}"
         e = self.parenthesize(exp, sympy.printing.precedence.PRECEDENCE["Pow"])
@@ -172,7 +185,7 @@ class TensorPrinter(PythonCodePrinter):
 
     def _minmax(self, expr: Any, which: str) -> str:
         numbers = [a for a in expr.args if a.is_number]
-        tensors = [self._print(a) for a in expr.args if not a.is_number]
+        tensors = [self._arg(a) for a in expr.args if not a.is_number]
         printed = tensors[0]
         for other in tensors[1:]:
             printed = self.FUNCTIONS[f"{which}imum"].format(printed, other)
@@ -182,7 +195,7 @@ class TensorPrinter(PythonCodePrinter):
         return printed
 
     def _print_Clamp(self, expr: ir.Clamp) -> str:
-        x, lo, hi = (self._print(a) for a in expr.args)
+        x, lo, hi = self._arg(expr.args[0]), self._print(expr.args[1]), self._print(expr.args[2])
         return self.FUNCTIONS["Clamp"].format(x, lo, hi)
 
     # Tensor ops: axes come from the layout, every reduction keeps its dims (size 1).
@@ -238,6 +251,10 @@ class TensorPrinter(PythonCodePrinter):
             size=size_name(dim), shape=self.layout.shape(frozenset({dim}))
         )
         return self.ASTYPE.format(x=f"({positions} == {self._print(expr.args[0])})")
+
+
+def _is_size(symbol: sympy.Symbol) -> bool:
+    return symbol.name.startswith("n_") and "|" not in symbol.name and bool(symbol.is_integer)
 
 
 def install_table(cls: type[TensorPrinter]) -> type[TensorPrinter]:

@@ -89,8 +89,16 @@ DIALECT = Dialect(
 
 
 def _printer(plan: Plan):  # type: ignore[no-untyped-def]
+    # Tangents print as `d_` + the input's Python name, as the jvp rule's arguments are named
+    # (`d_yield_` for an input `yield`, not `d_yield`).
+    tangents = {
+        tangent_symbol(s): "d_" + py_name(ir.leaf_name(s))
+        for info in plan.wrt
+        for s in plan.loss.leaves_of(info.name)
+    }
+
     def make(names: dict[sympy.Symbol, str]) -> JaxPrinter:
-        return JaxPrinter(plan.layout, names, plan.loss.spans)
+        return JaxPrinter(plan.layout, {**tangents, **names}, plan.loss.spans)
 
     return make
 

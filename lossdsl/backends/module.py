@@ -120,7 +120,10 @@ def straight_line(
         prog.names[temp] = name
     printer = printer_for(prog.names)
     printer.temp_dims = prog.dims
-    lines = [f"{prog.names[t]} = {printer.doprint(rhs)}" for t, rhs in prog.assignments]
+    lines = [  # a temporary of sizes alone is an array, so array functions can take it
+        f"{prog.names[t]} = {printer.as_array(rhs, printer.doprint(rhs))}"
+        for t, rhs in prog.assignments
+    ]
     return lines, [printer.doprint(r) for r in prog.results]
 
 

@@ -62,8 +62,8 @@ class TorchPrinter(TensorPrinter):
         "sum": "torch.sum({arg}, dim={axes}, keepdim=True)",
         "max": "torch.amax({arg}, dim={axes}, keepdim=True)",
         "min": "torch.amin({arg}, dim={axes}, keepdim=True)",
-        "prod": "torch.prod(torch.flatten({arg}.movedim({axes}, tuple(range(-len({axes}), 0))), "
-        "-len({axes})), -1).reshape(torch.amax({arg}, dim={axes}, keepdim=True).shape)",
+        "prod": "torch.prod(torch.flatten(({arg}).movedim({axes}, tuple(range(-len({axes}), 0))),"
+        " -len({axes})), -1).reshape(torch.amax({arg}, dim={axes}, keepdim=True).shape)",
         "logsumexp": "torch.logsumexp({arg}, dim={axes}, keepdim=True)",
         "softmax": "torch.softmax({arg}, dim={axes})",
         "log_softmax": "torch.log_softmax({arg}, dim={axes})",
@@ -73,6 +73,7 @@ class TorchPrinter(TensorPrinter):
     WHERE = "torch.where({0}, {1}, {2})"
     LOGICAL: ClassVar[dict[str, str]] = {"And": "({0} & {1})", "Or": "({0} | {1})", "Not": "(~{0})"}
     ASTYPE = "{x}.to(dtype)"
+    SCALAR = "torch.as_tensor({x}, dtype=dtype)"
 
     # A vector norm without eps is one fused kernel in torch.
     def _print_Norm(self, expr: ir.Norm) -> str:
@@ -110,9 +111,13 @@ def _prelude(plan: Plan, exprs: list[sympy.Basic]) -> list[str]:
 def _value_function(plan: Plan, reserved: set[str]) -> list[str]:
     lines, (result,) = straight_line(_printer(plan), plan, [plan.value], reserved)
     args = ", ".join(arg_names(plan))
-    if not plan.value.free_symbols:  # a constant loss is still a tensor of the inputs' dtype
+    sizes = {ir.size(d) for d in plan.layout.order}
+    if not plan.value.free_symbols - sizes:  # a constant loss (sizes are Python ints here) is
+        # still a tensor of the inputs' dtype
         first = py_name(next(i for i in plan.loss.inputs if i.elem != "Index").name)
         result = f"torch.full({plan.layout.shape(frozenset())}, {result}, dtype={first}.dtype)"
+    elif isinstance(plan.value, sympy.Symbol):  # an input as it is: autograd.Function must
+        result = f"{result}.view_as({result})"  # return a view of it, not the input itself
     body = [*_prelude(plan, [plan.value]), *lines, f"return {result}"]
     return [f"def _value({args}):", *indent(finish(body))]
 
@@ -136,11 +141,18 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
         total = _broadcast_or_zero(result[own], grad_exprs[own], x)
         if parts:
             dim = plan.loss.components[parts[0]][1]
-            pieces = ", ".join(
-                _broadcast_or_zero(result[p], grad_exprs[p], py_name(ir.leaf_name(p)))
-                for p in parts
-            )
-            cat = DIALECT.concat.format(parts=pieces, axis=plan.layout.axis(dim))
+            axis = plan.layout.axis(dim)
+            by_position = {plan.loss.components[p][2]: p for p in parts}
+            pieces = []
+            for k in range(int(dim)):  # a component the loss never uses has no leaf: zeros
+                p = by_position.get(k)
+                index = ", ".join([":"] * axis + [f"{k}:{k + 1}"])
+                pieces.append(
+                    DIALECT.zeros_like.format(x=f"{x}[{index}]")
+                    if p is None
+                    else _broadcast_or_zero(result[p], grad_exprs[p], py_name(ir.leaf_name(p)))
+                )
+            cat = DIALECT.concat.format(parts=", ".join(pieces), axis=axis)
             total = cat if grad_exprs[own] == 0 else f"{total} + {cat}"
         body.append(f"grad_{x} = {total} if needs[{position}] else None")
         returns.append(f"grad_{x}")
