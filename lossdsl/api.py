@@ -8,12 +8,13 @@ focal = spec.compile("torch", gamma=2.0)
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from lossdsl import cache, codegen, loader, runtime, sign_merge
-from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo
+from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo, children
 from lossdsl.errors import BackendError, ParamError
 from lossdsl.ir import LossIR
 from lossdsl.lower import lower
@@ -120,7 +121,8 @@ class Spec:
                 None, f"unknown backend `{backend}`", f"choose one of: {', '.join(BACKENDS)}"
             )
         scalars = {k: v for k, v in bound.items() if isinstance(v, float)}
-        key = cache.key(self.text, self.name, scalars, backend + ("-ref" if reference else ""))
+        kind = backend + ("-ref" if reference else "")
+        key = cache.key(_fingerprint(self.checked), self.name, scalars, kind)
 
         def build() -> str:
             if backend == "torch":
@@ -186,6 +188,23 @@ class Spec:
 
 
 _modules: dict[str, Any] = {}
+
+
+def _fingerprint(checked: CheckedLoss) -> str:
+    """Every file the loss is built from, by name and text: what its emitted source depends on
+    (the file it names in its docstring, and the helpers and losses it `use`s from others)."""
+    sources = {info.span.source for info in (*checked.inputs, *checked.params)}
+    if checked.span is not None:
+        sources.add(checked.span.source)
+    seen: set[int] = set()
+    stack = [checked.output]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            sources.add(node.span.source)
+            stack.extend(children(node))
+    return json.dumps(sorted((s.name, s.text) for s in sources))
 
 
 def _describe(info: InputInfo) -> str:

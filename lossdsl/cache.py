@@ -1,5 +1,5 @@
-"""The compile cache: emitted module source keyed by a hash of (spec text, loss, params,
-backend, lossdsl version), in memory and on disk.
+"""The compile cache: emitted module source keyed by a hash of (the name and text of every file
+the loss is built from, loss, params, backend, lossdsl's own code), in memory and on disk.
 
 The disk directory is ``$LOSSDSL_CACHE_DIR`` or ``~/.cache/lossdsl``; if it cannot be written
 (read-only, missing permissions, a path under a regular file) the cache silently stays in
@@ -47,9 +47,18 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "lossdsl"
 
 
-def key(text: str, loss: str, params: dict[str, object], backend: str) -> str:
+def key(sources: str, loss: str, params: dict[str, object], backend: str) -> str:
+    """The key of an emitted source. ``sources`` must name everything the source depends on
+    beyond the other arguments: the name and text of the loss's file and of the files it uses
+    (the emitted docstring names the file; a used helper is inlined)."""
     payload = json.dumps(
-        {"text": text, "loss": loss, "params": params, "backend": backend, "v": _compiler_hash()},
+        {
+            "text": sources,
+            "loss": loss,
+            "params": params,
+            "backend": backend,
+            "v": _compiler_hash(),
+        },
         sort_keys=True,
         default=repr,
     )

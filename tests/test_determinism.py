@@ -65,10 +65,6 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [*FILES, hostile]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: the `hostile.loss` case (name `print`) emits hash-seed-dependent source",
-)
 def test_emitted_source_is_identical_across_processes_and_hash_seeds(
     paths: list[Path], tmp_path: Path
 ) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-from collections.abc import Callable, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -87,6 +88,8 @@ KNOWN_BUGS = {
     "ValueError), e.g. `clamp(logsumexp[S](where(x > 0, -t^2, -9)), -0.5, 0.5)`",
     "K6": "SymPy's solveset raises AttributeError while the derivative of relu is built over "
     "an `if` on an equality",
+    "K7": "SymPy recurses without end (RecursionError) while lowering nested `if`s whose "
+    "conditions compare a floor with its own argument",
 }
 
 
@@ -120,6 +123,9 @@ def check_generated(
 def _known(spec: GeneratedSpec, exc: Exception) -> str | None:
     if isinstance(exc, AttributeError) and "object has no attribute 'gens'" in str(exc):
         return "K6"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, RecursionError) and any(f.filename.endswith("lower.py") for f in frames):
+        return "K7"
     if getattr(exc, "during_check", False):
         return "K4"
     return None
@@ -181,7 +187,7 @@ def _certificate(loaded: lossdsl.Spec) -> dict[str, str]:
 
 def _is_k5(
     spec: GeneratedSpec,
-    compiled: dict[str, Callable[..., Any]],
+    compiled: Mapping[str, Callable[..., Any]],
     arrays: list[np.ndarray],
     weights: np.ndarray,
     k: int,
@@ -238,8 +244,8 @@ def _gradient(
 
         inputs = [torch.as_tensor(x) for x in arrays]
         inputs[k] = inputs[k].clone().requires_grad_(True)
-        total = (fn(*inputs) * torch.as_tensor(weights)).sum()
-        (grad,) = torch.autograd.grad(total, [inputs[k]], allow_unused=True)
+        weighted = (fn(*inputs) * torch.as_tensor(weights)).sum()
+        (grad,) = torch.autograd.grad(weighted, [inputs[k]], allow_unused=True)
         return np.zeros_like(arrays[k]) if grad is None else grad.numpy()
     import jax
     import jax.numpy as jnp

@@ -16,11 +16,10 @@ import re
 
 from lossdsl.codegen import py_name
 
-IMPORTS = {
+IMPORTS: dict[str, set[tuple[str, str | None]]] = {
     "torch": {("torch", None)},
     "jax": {("jax", None), ("jax.numpy", "jnp"), ("jax.scipy.special", None)},
 }
-ROOTS = {"torch": {"torch"}, "jax": {"jax", "jnp"}}
 FORBIDDEN_NAMES = frozenset(
     {"__import__", "eval", "exec", "compile", "open", "getattr", "setattr", "delattr"}
     | {"globals", "locals", "vars", "input", "breakpoint", "exit", "quit", "help", "memoryview"}
@@ -46,8 +45,8 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         raise _fail("does not open with a docstring")
     public = py_name(loss)
     allowed_functions = {"_value", "_grad", f"_{public}", f"_{public}_jvp", public}
-    for node in body[1:]:
-        _check_top(node, backend, allowed_functions)
+    for statement in body[1:]:
+        _check_top(statement, backend, allowed_functions)
     names = [n.name for n in body if isinstance(n, ast.FunctionDef)]
     if public not in names or len(names) != len(set(names)):
         raise _fail(f"public function `{public}` missing or a function defined twice: {names}")
@@ -133,4 +132,5 @@ def _check_node(node: ast.AST, docstrings: set[int]) -> None:
     # float('inf') are registered before they are reached.
     is_string = isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))
     if is_string and id(node) not in docstrings:
+        assert isinstance(node, ast.Constant)
         raise _fail(f"string literal {node.value!r} outside a docstring or message", node)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +118,7 @@ def run(kind: str, seeds: range, jobs: int, timeout: float, cli_every: int) -> i
     failures: list[tuple[int, str, str]] = []
     start = time.time()
     _init_worker()
+    results: Iterator[tuple[int, str, str]]
     if jobs > 1:
         pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker)
         results = pool.imap_unordered(target, work, chunksize=64)

@@ -21,7 +21,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tests.fuzz import reference as ref
+from tests.fuzz.branches import Branches
 from tests.fuzz.choose import Chooser, DrawChooser
+from tests.fuzz.exprs import Expr, atom, combine, component, const_leaf, name_leaf
 from tests.fuzz.reference import Conditioning, Env
 
 # Names that try to shadow or break out of the generated Python: builtins, keywords (not the
@@ -55,17 +57,6 @@ DOCS = (
     "Braces {x} {{y}} %s and a tab\there",
 )
 SEPARATORS = ("\n", "\n", ";", " ;\n", "\n\n", "\n    # a comment: ) } ( {\n")
-
-
-@dataclass(frozen=True)
-class Expr:
-    text: str
-    dims: frozenset[str]
-    fn: ref.Fn
-    smooth: bool = True
-    positive: bool = False
-    atom: bool = False  # a name or a call: takes `[t]` and `^` without parentheses
-    const: bool = False  # independent of the inputs (numbers, params, consts, sizes)
 
 
 @dataclass(frozen=True)
@@ -137,15 +128,7 @@ def _sample(info: Input, shape: tuple[int, ...], sizes: dict[str, int], rng: Any
     return rng.normal(0.0, 1.5, size=shape)
 
 
-def _name_leaf(name: str, dims: frozenset[str], positive: bool = False) -> Expr:
-    return Expr(name, dims, lambda env: env.values[name], positive=positive, atom=True)
-
-
-def _const_leaf(name: str, dims: frozenset[str], value: float) -> Expr:
-    return Expr(name, dims, _const_fn(value, dims), True, value > 0, True, const=True)
-
-
-class Builder:
+class Builder(Branches):
     """Draws one spec; ``smooth`` restricts it to infinitely differentiable constructs."""
 
     def __init__(self, c: Chooser, smooth: bool) -> None:
@@ -183,13 +166,13 @@ class Builder:
         have = [d for i in inputs for d in i.dims]
         if len(named) == 2 and have and self.c.chance(0.35):
             of = self.c.choice(have)
-            dims = tuple(d for d in named if d != of and self.c.chance(0.7))
-            self.index = Input(self.fresh(PLAIN, ADVERSARIAL), "Index", dims, of)
+            kept = tuple(d for d in named if d != of and self.c.chance(0.7))
+            self.index = Input(self.fresh(PLAIN, ADVERSARIAL), "Index", kept, of)
             inputs.append(self.index)
         if self.c.chance(0.25):
             literal = self.c.choice(LITERAL_DIMS)
-            dims = (*[d for d in named if self.c.chance(0.5)], literal)
-            inputs.append(Input(self.fresh(PLAIN, ADVERSARIAL), "Real", dims))
+            boxed = (*[d for d in named if self.c.chance(0.5)], literal)
+            inputs.append(Input(self.fresh(PLAIN, ADVERSARIAL), "Real", boxed))
         if self.c.chance(0.5):
             inputs = inputs[1:] + inputs[:1] if len(inputs) > 1 else inputs
         return inputs
@@ -210,7 +193,7 @@ class Builder:
         where = self.c.choice(("", f" where {name} >= {lo}", f" where {lo} <= {name} <= {hi}"))
         given = None if self.c.chance(0.5) else round(lo + (hi - lo) * 0.37, 3)
         value = default if given is None else given
-        self.leaves.append(_const_leaf(name, frozenset(dims), value))
+        self.leaves.append(const_leaf(name, frozenset(dims), value))
         return f"param {name}: {typ} = {text}{where}", name, given
 
     def const(self) -> str:
@@ -218,14 +201,14 @@ class Builder:
         (a, x), (b, y) = self.c.choice(NUMBERS), self.c.choice(NUMBERS)
         op = self.c.choice(("+", "*", "/"))
         value = x + y if op == "+" else (x * y if op == "*" else x / y)
-        self.leaves.append(_const_leaf(name, frozenset(), value))
+        self.leaves.append(const_leaf(name, frozenset(), value))
         return f"const {name} = {a} {op} {b}"
 
     def declare_helper(self) -> str:
         name = self.fresh(PLAIN, ADVERSARIAL)
         a, b = self.fresh(PLAIN, ADVERSARIAL, VALUE_ONLY), self.fresh(PLAIN, ADVERSARIAL)
         saved, self.leaves, self.elementwise_only = self.leaves, [], True
-        self.leaves = [_name_leaf("#a", frozenset()), _name_leaf("#b", frozenset())]
+        self.leaves = [name_leaf("#a", frozenset()), name_leaf("#b", frozenset())]
         body = self.expr(2)
         self.leaves, self.elementwise_only = saved, False
         text = body.text.replace("#a", a).replace("#b", b)
@@ -251,7 +234,7 @@ class Builder:
         dim = self.c.choice(("", "M"))
         saved, self.leaves, self.elementwise_only = self.leaves, [], True
         given = Expr("#s", frozenset(), lambda env: env.values["#s"], True, True, True, True)
-        self.leaves = [_name_leaf("#u", frozenset()), given]
+        self.leaves = [name_leaf("#u", frozenset()), given]
         body = self.expr(2)
         self.leaves, self.elementwise_only = saved, False
         reduce = bool(dim) and self.c.chance(0.5)
@@ -294,7 +277,7 @@ class Builder:
             top.append(self.aux_loss())
         for info in inputs:
             if info.elem != "Index":
-                leaf = _name_leaf(info.name, frozenset(info.dims), info.elem == "Positive")
+                leaf = name_leaf(info.name, frozenset(info.dims), info.elem == "Positive")
                 # The Binary split turns `f(c + t)` into `t*f(c + 1) + (1-t)*f(c)`: for the
                 # generator a Binary input is as constant as `c` (see KNOWN_BUGS).
                 self.leaves.append(replace(leaf, const=info.elem == "Binary"))
@@ -332,7 +315,7 @@ class Builder:
                 rest = frozenset(info.dims[:-1])
                 for k, part in enumerate(names):
                     self.leaves.append(
-                        Expr(part, rest, _component(info.name, literal, k), atom=True)
+                        Expr(part, rest, component(info.name, literal, k), atom=True)
                     )
         return stmts
 
@@ -366,7 +349,7 @@ class Builder:
         if not e.const:
             return e
         other = self.c.choice([leaf for leaf in self.leaves if not leaf.const])
-        return _op(f"({e.text} + {other.text})", [e, other], np.add)
+        return combine(f"({e.text} + {other.text})", [e, other], np.add)
 
     def leaf(self) -> Expr:
         if self.leaves and self.c.chance(0.75):
@@ -386,11 +369,13 @@ class Builder:
         # derivative through underflow (the hard points are tested elsewhere).
         form = self.c.choice(("exp", "softplus", "sigmoid", "square", "tanh"))
         if form == "square":
-            return _op(f"({_atom(e)}^2 + 0.5)", [e], lambda x: x**2 + 0.5, positive=True)
+            return combine(f"({atom(e)}^2 + 0.5)", [e], lambda x: x**2 + 0.5, positive=True)
         if form == "tanh":
-            return _op(f"(1.5 + tanh({e.text}))", [e], lambda x: 1.5 + np.tanh(x), positive=True)
+            return combine(
+                f"(1.5 + tanh({e.text}))", [e], lambda x: 1.5 + np.tanh(x), positive=True
+            )
         fn = ref.ELEMENTWISE[form]
-        return _op(f"(0.25 + {form}({e.text}))", [e], lambda x: 0.25 + fn(x), positive=True)
+        return combine(f"(0.25 + {form}({e.text}))", [e], lambda x: 0.25 + fn(x), positive=True)
 
     def arith(self, depth: int) -> Expr:
         a = self.expr(depth)
@@ -404,7 +389,7 @@ class Builder:
             "/": np.divide,
         }
         positive = a.positive and b.positive and op != "-"
-        return _op(f"({a.text} {op}{gap}{b.text})", [a, b], fns[op], positive=positive)
+        return combine(f"({a.text} {op}{gap}{b.text})", [a, b], fns[op], positive=positive)
 
     def unary(self, depth: int) -> Expr:
         a = self.live(self.expr(depth))
@@ -412,25 +397,25 @@ class Builder:
         if self.c.chance(0.3):
             name = self.c.choice(("softplus", "expm1", "neg"))
         if name == "neg":
-            return _op(f"(-{a.text})", [a], np.negative)
-        return _op(f"{name}({a.text})", [a], ref.ELEMENTWISE[name], atom=True)
+            return combine(f"(-{a.text})", [a], np.negative)
+        return combine(f"{name}({a.text})", [a], ref.ELEMENTWISE[name], atom=True)
 
     def positive_fn(self, depth: int) -> Expr:
         a = self.live(self.positive(depth))
         name = self.c.choice(("log", "sqrt", "log1p"))
-        return _op(f"{name}({a.text})", [a], ref.ELEMENTWISE[name], positive=name == "sqrt")
+        return combine(f"{name}({a.text})", [a], ref.ELEMENTWISE[name], positive=name == "sqrt")
 
     def power(self, depth: int) -> Expr:
         if self.c.chance(0.5):
             a, k = self.expr(depth), self.c.choice((2, 3))
-            return _op(f"({_atom(a)}^{k})", [a], lambda x: x**k, positive=a.positive)
+            return combine(f"({atom(a)}^{k})", [a], lambda x: x**k, positive=a.positive)
         a = self.positive(depth)
         text, r = self.c.choice((("0.5", 0.5), ("1.5", 1.5), ("-1", -1.0), ("-0.5", -0.5)))
-        return _op(f"({_atom(a)} ^ {text})", [a], lambda x: x**r, positive=True)
+        return combine(f"({atom(a)} ^ {text})", [a], lambda x: x**r, positive=True)
 
     def neg_pow(self, depth: int) -> Expr:
         a = self.expr(depth)  # `-a^2` is `-(a^2)`: `^` binds tighter than unary minus
-        return _op(f"(-{_atom(a)}^2)", [a], lambda x: -(x**2))
+        return combine(f"(-{atom(a)}^2)", [a], lambda x: -(x**2))
 
     def size(self, depth: int) -> Expr:
         if not self.dims:
@@ -488,7 +473,7 @@ class Builder:
         if dim in e.dims:
             return e
         other = self.c.choice([leaf for leaf in self.leaves if dim in leaf.dims])
-        return _op(f"({e.text} + {other.text})", [e, other], np.add)
+        return combine(f"({e.text} + {other.text})", [e, other], np.add)
 
     def gather(self, depth: int) -> Expr:
         index = self.index
@@ -521,122 +506,6 @@ class Builder:
     def call_aux(self, depth: int) -> Expr:
         assert self.aux is not None
         return self.aux[1](self.live(self.expr(depth))) or self.arith(depth)
-
-    # -- constructs that are not smooth ------------------------------------------------------
-
-    def kink(self, depth: int) -> Expr:
-        a = self.live(self.expr(depth))
-        form = self.c.choice(("abs", "relu", "max", "min", "clamp"))
-        if form in ("abs", "relu"):
-            return _op(f"{form}({a.text})", [a], ref.ELEMENTWISE[form], smooth=False, atom=True)
-        if form == "clamp":
-            lo, hi = self.c.choice(((-1.0, 0.5), (0.25, 2.0), (-0.5, 0.5)))
-            text = f"clamp({a.text}, {lo}, {hi})"
-            return _op(text, [a], lambda x: _clip(x, lo, hi), smooth=False, atom=True)
-        b = self.live(self.expr(depth))
-        fn = _maximum if form == "max" else _minimum
-        return _op(f"{form}({a.text}, {b.text})", [a, b], fn, smooth=False, atom=True)
-
-    def step(self, depth: int) -> Expr:
-        # Offsets that no sum of the generator's numbers can cancel keep ties away.
-        a = self.live(self.expr(depth))
-        form, offset = self.c.choice(
-            (("floor", 0.3137), ("ceil", -0.2913), ("round", 0.1371), ("sign", -0.2377))
-        )
-        if self.c.chance(0.25):
-            text = f"({a.text} > {offset})"
-            return _op(text, [a], lambda x: _greater(x, offset).astype(float), smooth=False)
-        fn = ref.ELEMENTWISE[form]
-        text = f"{form}({a.text} + {offset})"
-        return _op(text, [a], lambda x: fn(x + offset), smooth=False, atom=True)
-
-    def condition(self, depth: int) -> Expr:
-        a, b = self.live(self.expr(depth)), self.live(self.expr(depth))
-        forms = ("compare", "compare", "chain", "and", "or", "not")
-        form = self.c.choice(forms if depth > 0 else forms[:3])
-        if form == "chain":
-            return _op(
-                f"(-1.3137 < {a.text} <= 0.7713)",
-                [a],
-                lambda x: _greater(x, -1.3137) & ~_greater(x, 0.7713),
-            )
-        if form in ("and", "or", "not"):
-            c1, c2 = self.condition(depth - 1), self.condition(depth - 1)
-            if form == "not":
-                return _op(f"(not {c1.text})", [c1], np.logical_not)
-            fn = np.logical_and if form == "and" else np.logical_or
-            return _op(f"({c1.text} {form} {c2.text})", [c1, c2], fn)
-        op = self.c.choice(("<", "<=", ">", ">=", "!=", "=="))
-        fns: dict[str, Callable[[Any, Any], Any]] = {
-            "<": np.less,
-            "<=": np.less_equal,
-            ">": np.greater,
-            ">=": np.greater_equal,
-            "!=": np.not_equal,
-            "==": np.equal,
-        }
-        text = f"({a.text} {op} {b.text} + 0.1373)"
-        return _op(text, [a, b], lambda x, y: _compared(fns[op], x, y + 0.1373))
-
-    def select(self, depth: int) -> Expr:
-        cond, a, b = self.condition(depth), self.expr(depth), self.expr(depth)
-        if self.c.chance(0.5):
-            text = f"(if {cond.text} then {a.text} else {b.text})"
-        else:
-            text = f"where({cond.text}, {a.text}, {b.text})"
-        return _op(text, [cond, a, b], np.where, smooth=False, positive=a.positive and b.positive)
-
-
-def _compared(fn: Callable[[Any, Any], Any], x: Any, y: Any) -> Any:
-    Conditioning.near(x, y)
-    return fn(x, y)
-
-
-def _greater(x: Any, y: float) -> Any:
-    return _compared(np.greater, x, y)
-
-
-def _maximum(x: Any, y: Any) -> Any:
-    return _compared(np.maximum, x, y)
-
-
-def _minimum(x: Any, y: Any) -> Any:
-    return _compared(np.minimum, x, y)
-
-
-def _clip(x: Any, lo: float, hi: float) -> Any:
-    Conditioning.near(x, lo)
-    Conditioning.near(x, hi)
-    return np.clip(x, lo, hi)
-
-
-def _atom(e: Expr) -> str:
-    return e.text if e.atom or e.text.startswith("(") else f"({e.text})"
-
-
-def _op(
-    text: str,
-    args: list[Expr],
-    fn: Callable[..., Any],
-    smooth: bool = True,
-    positive: bool = False,
-    atom: bool = False,
-) -> Expr:
-    dims = frozenset().union(*(a.dims for a in args))
-    smooth = smooth and all(a.smooth for a in args)
-
-    def evaluate(env: Env) -> Any:
-        return fn(*(a.fn(env) for a in args))
-
-    return Expr(text, dims, evaluate, smooth, positive, atom, all(a.const for a in args))
-
-
-def _const_fn(value: float, dims: frozenset[str]) -> ref.Fn:
-    return lambda env: env.full(value, dims)
-
-
-def _component(name: str, literal: str, k: int) -> ref.Fn:
-    return lambda env: np.take(env.values[name], [k], axis=env.axis(literal))
 
 
 def generate(c: Chooser, smooth: bool = False) -> GeneratedSpec:
