@@ -138,10 +138,9 @@ class TensorOp(Function):
         raise NotImplementedError(f"no derivative rule for `{type(self).__name__}`")
 
 
-class Reduction(TensorOp):
-    """``op[dims](arg)``: args are (arg, Tuple(Str dims))."""
-
-    nargs = 2
+class OverDims(TensorOp):
+    """An op of an argument over some of its dims, which it removes: args start (arg,
+    Tuple(Str dims))."""
 
     @property
     def arg(self) -> sympy.Expr:
@@ -153,6 +152,12 @@ class Reduction(TensorOp):
 
     def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
         return arg_dims[0] - set(self.dims)
+
+
+class Reduction(OverDims):
+    """``op[dims](arg)``: args are (arg, Tuple(Str dims))."""
+
+    nargs = 2
 
     @classmethod
     def make(cls, arg: sympy.Expr, dims: tuple[str, ...] | frozenset[str]) -> sympy.Expr:
@@ -269,7 +274,7 @@ class LogSumExp(Reduction):
         return ReduceSum.make(self.weights() * tangent, self.dims)
 
 
-class Norm(TensorOp):
+class Norm(OverDims):
     """``sqrt(sum[dims](x^2) + eps)``. At ``x == 0`` with ``eps == 0`` the gradient is the
     subgradient 0 (documented in docs/language.md)."""
 
@@ -288,17 +293,6 @@ class Norm(TensorOp):
         if eps == 0:
             return sympy.sqrt(count(missing)) * sympy.Abs(arg)
         return sympy.sqrt(count(missing) * arg**2 + eps)
-
-    @property
-    def arg(self) -> sympy.Expr:
-        return self.args[0]  # type: ignore[no-any-return]
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return dim_names(self.args[1])
-
-    def result_dims(self, arg_dims: list[frozenset[str]]) -> frozenset[str]:
-        return arg_dims[0] - set(self.dims)
 
     def _unit(self, numerator: sympy.Expr) -> sympy.Expr:
         if self.args[2].is_positive:

@@ -22,6 +22,7 @@ from lossdsl.backends.module import (
     finish,
     header,
     indent,
+    reserved_names,
     size_lines,
     straight_line,
 )
@@ -133,10 +134,7 @@ def emit(plan: Plan, reference: bool = False) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_tangent(plan) if not reference else plan
     tangent_expr = plan.tangent if plan.tangent is not None else plan.value
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
-        py_name(p.name) for p in plan.loss.params
-    }
-    reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    reserved = reserved_names(plan)
     reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
     args = arg_names(plan)
     core = "_" + py_name(plan.loss.name)

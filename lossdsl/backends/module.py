@@ -59,6 +59,13 @@ def header(plan: Plan, backend: str) -> str:
     return docstring("\n".join(lines))
 
 
+def reserved_names(plan: Plan) -> set[str]:
+    """Python names of the spec's inputs, params and components: CSE temporaries avoid them."""
+    loss = plan.loss
+    names = {py_name(i.name) for i in loss.inputs} | {py_name(p.name) for p in loss.params}
+    return names | {py_name(ir.leaf_name(s)) for s in loss.components}
+
+
 def arg_names(plan: Plan) -> list[str]:
     """The core function's arguments: every input in declared order, then tensor params."""
     return [py_name(i.name) for i in plan.loss.inputs] + [

@@ -23,6 +23,7 @@ from lossdsl.backends.module import (
     finish,
     header,
     indent,
+    reserved_names,
     size_lines,
     straight_line,
 )
@@ -187,10 +188,7 @@ def _printer(plan: Plan):  # type: ignore[no-untyped-def]
 def emit_reference(plan: Plan) -> str:
     """A direct translation without the generated gradient: the value function alone, for
     autograd to differentiate (what `lossdsl verify` compares against)."""
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
-        py_name(p.name) for p in plan.loss.params
-    }
-    reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    reserved = reserved_names(plan)
     lines = [
         header(plan, "torch reference"),
         "",
@@ -213,10 +211,7 @@ def emit_reference(plan: Plan) -> str:
 def emit(plan: Plan) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_gradients(plan)
-    reserved = {py_name(i.name) for i in plan.loss.inputs} | {
-        py_name(p.name) for p in plan.loss.params
-    }
-    reserved |= {py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    reserved = reserved_names(plan)
     cls = "_" + "".join(part.title() for part in plan.loss.name.split("_")) + "Function"
     args = arg_names(plan)
     lines = [
