@@ -23,7 +23,7 @@ from lossdsl.lower import constant
 # Names the generated code itself uses; spec names equal to one of these get a trailing `_`.
 _TAKEN = frozenset(
     {"torch", "jax", "jnp", "F", "dtype", "dtype_device", "grad", "needs", "ctx", "inputs"}
-    | {"output", "primals"}
+    | {"output", "primals", "grads", "grad_on"}
     | {"tangents", "math", "np", "self", "cls", "LossInputError", "value", "tangent", "out"}
     | set(dir(builtins))  # `float`, `tuple`, `str`, ... are called by the generated code
 )
@@ -138,6 +138,18 @@ def with_gradients(plan: Plan) -> Plan:
     grads = derive.vjp(plan.value, leaves, cotangent(plan))
     plan.grads = {ir.leaf_name(s): guard(g) for s, g in grads.items()}
     return plan
+
+
+def unit_gradients(plan: Plan) -> dict[str, sympy.Expr] | None:
+    """For a scalar loss, the gradient of each differentiated leaf with the cotangent 1 (what a
+    forward pass computes next to the value, so the backward pass only scales it); ``None`` for
+    a loss with output dims, whose vector-Jacobian product needs the cotangent itself."""
+    if plan.output_dims:
+        return None
+    if not plan.grads:
+        plan = with_gradients(plan)
+    one = {cotangent(plan): sympy.Integer(1)}
+    return {name: g.xreplace(one) for name, g in plan.grads.items()}
 
 
 def with_tangent(plan: Plan) -> Plan:

@@ -4,6 +4,7 @@ gradients vs jax.grad and finite differences, and the function transforms."""
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import lossdsl  # noqa: E402
 from lossdsl.sampling import random_points  # noqa: E402
-from tests.conftest import EXAMPLES  # noqa: E402
+from tests.conftest import EXAMPLES, SPECS  # noqa: E402
+from tests.references import REFERENCES  # noqa: E402
 from tests.translations import EXAMPLES as TRANSLATIONS  # noqa: E402
 from tests.translations import jax_ops  # noqa: E402
 
@@ -138,3 +140,107 @@ def test_emitted_module_imports_only_jax(example: str) -> None:
     tree = ast.parse(load(example).emit("jax"))
     imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert imports <= {"jax", "jax.numpy", "jax.scipy.special"}
+
+
+# Scalar losses: the jvp rule computes the value and the closed-form gradient G of each input
+# together and returns the tangent sum(G * d_x), which JAX transposes into G * cotangent.
+SCALAR_SPECS = ["cross_entropy", "giou", "softmax_focal", "tversky"]
+
+
+def _library_point(name: str) -> tuple[lossdsl.Spec, list, tuple[int, ...]]:
+    ref = REFERENCES[name]
+    data = [jnp.asarray(x) for x in ref.make_inputs(np.random.default_rng(7), "float64", 0)]
+    argnums = tuple(i for i, n in enumerate(ref.inputs) if n in ref.grad_inputs)
+    return lossdsl.load(SPECS / f"{name}.loss"), data, argnums
+
+
+@pytest.mark.parametrize("name", SCALAR_SPECS)
+def test_scalar_loss_jit_value_and_grad_match_reference_translation(name: str) -> None:
+    spec, data, argnums = _library_point(name)
+    f, ref = spec.compile("jax"), spec.reference("jax")
+    got, got_grads = jax.jit(jax.value_and_grad(f, argnums=argnums))(*data)
+    want, want_grads = jax.value_and_grad(ref, argnums=argnums)(*data)
+    assert got.dtype == jnp.float64 and got.shape == ()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", SCALAR_SPECS)
+def test_scalar_loss_second_derivatives_match_reference_translation(name: str) -> None:
+    spec, data, _ = _library_point(name)
+    f, ref = spec.compile("jax"), spec.reference("jax")
+    x, rest = data[0], data[1:]
+    first = lambda x0: f(x0, *rest)  # noqa: E731
+    first_ref = lambda x0: ref(x0, *rest)  # noqa: E731
+    np.testing.assert_allclose(
+        jax.hessian(first)(x), jax.hessian(first_ref)(x), rtol=1e-7, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        jax.jit(jax.jacrev(jax.grad(first)))(x), jax.hessian(first_ref)(x), rtol=1e-7, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        jax.jacfwd(first)(x), jax.jacfwd(first_ref)(x), rtol=1e-10, atol=1e-12
+    )
+    square = lambda g: lambda x0: jnp.sum(jax.grad(g)(x0) ** 2)  # noqa: E731
+    np.testing.assert_allclose(
+        jax.grad(square(first))(x), jax.grad(square(first_ref))(x), rtol=1e-7, atol=1e-10
+    )
+
+
+def _jvp_rule(source: str) -> ast.FunctionDef:
+    tree = ast.parse(source)
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.endswith("_jvp"))
+
+
+def _tangent_names(node: ast.AST) -> list[str]:
+    return [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id.startswith("d_")]
+
+
+@pytest.mark.parametrize("name", SCALAR_SPECS)
+def test_scalar_loss_tangent_is_gradient_times_tangent(name: str) -> None:
+    rule = _jvp_rule(lossdsl.load(SPECS / f"{name}.loss").emit("jax"))
+    assigned = {ast.unparse(s.targets[0]): s for s in rule.body if isinstance(s, ast.Assign)}
+    tangent = assigned["tangent"].value
+    products = [
+        c.args[0]
+        for c in ast.walk(tangent)
+        if isinstance(c, ast.Call) and ast.unparse(c.func) == "jnp.sum"
+    ]
+    assert products
+    for p in products:  # jnp.sum(grad_x * d_x), grad_x assigned by the straight line above
+        assert isinstance(p, ast.BinOp) and isinstance(p.op, ast.Mult)
+        gradient, tangent_name = ast.unparse(p.left), ast.unparse(p.right)
+        assert gradient == "grad_" + tangent_name.removeprefix("d_") and gradient in assigned
+    assert sorted(_tangent_names(tangent)) == sorted(p.right.id for p in products)
+    # Nothing else touches a tangent (no take_along_axis of one, which transposes to a
+    # scatter): only the unpacking of `tangents` and the slicing of components out of them.
+    for statement in rule.body:
+        if statement is assigned["tangent"] or not _tangent_names(statement):
+            continue
+        source = ast.unparse(statement)
+        assert source.endswith("= tangents") or re.fullmatch(r"d_\w+ = d_\w+\[[:, 0-9]+\]", source)
+
+
+def test_giou_tangents_come_from_components_only() -> None:
+    rule = _jvp_rule(lossdsl.load(SPECS / "giou.loss").emit("jax"))
+    source = ast.unparse(rule)
+    assert "d_pred, d_target = tangents" in source
+    assert "jnp.sum(grad_pred__0 * d_pred__0)" in source
+    assert "grad_pred =" not in source  # `pred` itself, used only through its components
+
+
+def test_loss_with_output_dims_keeps_forward_mode_tangent() -> None:
+    spec = lossdsl.parse("loss f(x: Real[N, C], t: Index[N] of C) { return -log_softmax[C](x)[t] }")
+    rule = ast.unparse(_jvp_rule(spec.emit("jax")))
+    assert "grad_" not in rule and "take_along_axis(d_x" in rule
+    f = spec.compile("jax")
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)))
+    t = jnp.array([0, 3, 1])
+
+    def want(x0: jax.Array) -> jax.Array:
+        return -jnp.take_along_axis(jax.nn.log_softmax(x0, axis=1), t[:, None], axis=1)[:, 0]
+
+    np.testing.assert_allclose(jax.jacrev(f)(x, t), jax.jacrev(want)(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(f)(x, t), jax.jacfwd(want)(x), rtol=1e-10, atol=1e-12)

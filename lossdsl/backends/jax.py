@@ -1,8 +1,11 @@
-"""JAX backend: a ``jax.custom_jvp`` function whose JVP rule is the generated tangent.
+"""JAX backend: a ``jax.custom_jvp`` function whose JVP rule is generated.
 
-The emitted module imports only jax. Because the rule is written in jnp operations, JAX can
-transpose it (``grad``, ``jacrev``), batch it (``vmap``), compile it (``jit``) and
-differentiate it again (``hessian``).
+For a scalar loss the rule computes the value and the gradient G of each input in one straight
+line and returns the tangent sum(G * d_input), which JAX transposes into G * cotangent; for a
+loss with output dims it returns the forward-mode tangent. The emitted module imports only
+jax. Because the rule is written in jnp operations, JAX can transpose it (``grad``,
+``jacrev``), batch it (``vmap``), compile it (``jit``) and differentiate it again
+(``hessian``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from lossdsl.backends.module import (
     size_lines,
     straight_line,
 )
-from lossdsl.codegen import Plan, py_name, tangent_symbol, with_tangent
+from lossdsl.codegen import Plan, py_name, tangent_symbol, unit_gradients, with_tangent
 
 
 @install_table
@@ -130,21 +133,10 @@ def emit_reference(plan: Plan) -> str:
     return emit(plan, reference=True)
 
 
-def emit(plan: Plan, reference: bool = False) -> str:
-    """The standalone module source for a specialised loss."""
-    plan = with_tangent(plan) if not reference else plan
-    tangent_expr = plan.tangent if plan.tangent is not None else plan.value
-    reserved = reserved_names(plan)
-    reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
+def _unpack(plan: Plan, symbols: set[sympy.Basic]) -> list[str]:
+    """Bind the primals, and the tangents of the inputs whose tangent (or a component's) is used."""
     args = arg_names(plan)
-    core = "_" + py_name(plan.loss.name)
-
-    value_lines, (value,) = straight_line(_printer(plan), plan, [plan.value], reserved)
-    value_body = [*_prelude(plan, [plan.value]), *value_lines]
-    value_body.append(f"return {_result(plan, value, plan.value)}")
-
-    exprs = [plan.value, tangent_expr]
-    used = {ir.leaf_name(s) for s in tangent_expr.free_symbols}
+    used = {ir.leaf_name(s) for s in symbols}
     used |= {
         "d_" + base
         for c, (base, _, _) in plan.loss.components.items()
@@ -153,23 +145,112 @@ def emit(plan: Plan, reference: bool = False) -> str:
     tangent_names = [
         "d_" + py_name(i.name) if "d_" + i.name in used else "_" for i in plan.loss.inputs
     ] + ["_"] * len(plan.tensor_params)
-    jvp_lines, (value2, tangent) = straight_line(_printer(plan), plan, exprs, reserved)
-    jvp_body = [
-        f"{', '.join(args)}{',' if len(args) == 1 else ''} = primals",
-        f"{', '.join(tangent_names)}{',' if len(args) == 1 else ''} = tangents",
+    comma = "," if len(args) == 1 else ""
+    return [f"{', '.join(args)}{comma} = primals", f"{', '.join(tangent_names)}{comma} = tangents"]
+
+
+def _tangent_body(plan: Plan, reserved: set[str]) -> list[str]:
+    """A loss with output dims: the value and its forward-mode tangent."""
+    plan = with_tangent(plan)
+    assert plan.tangent is not None
+    exprs = [plan.value, plan.tangent]
+    lines, (value, tangent) = straight_line(_printer(plan), plan, exprs, reserved)
+    return [
+        *_unpack(plan, plan.tangent.free_symbols),
         *_prelude(plan, exprs),
-        *jvp_lines,
-        f"value = {_result(plan, value2, plan.value)}",
-        f"tangent = {_result(plan, tangent, tangent_expr)}",
-        "return value, tangent",
+        *lines,
+        f"value = {_result(plan, value, plan.value)}",
+        f"tangent = {_result(plan, tangent, plan.tangent)}",
     ]
-    jvp = [
-        f"@{core}.defjvp",
-        f"def {core}_jvp(primals, tangents):",
-        *indent(finish(jvp_body)),
-        "",
-        "",
+
+
+def _gradient_body(plan: Plan, grads: dict[str, sympy.Expr], reserved: set[str]) -> list[str]:
+    """A scalar loss: the value and the gradient G of every leaf, then the tangent
+    sum(G * d_leaf). It is linear in the tangents, so JAX transposes it into G * cotangent;
+    transposing the forward-mode tangent instead can be slow (a gather becomes a scatter)."""
+    leaves = [
+        s
+        for info in plan.wrt
+        for s in plan.loss.leaves_of(info.name)
+        if grads[ir.leaf_name(s)] != 0  # a leaf the loss does not depend on adds nothing
     ]
+    names = {s: "grad_" + py_name(ir.leaf_name(s)) for s in leaves}
+    exprs = _share_softmax([plan.value, *(grads[ir.leaf_name(s)] for s in leaves)])
+    reserved = reserved | set(names.values())
+    lines, (value, *printed) = straight_line(_printer(plan), plan, exprs, reserved)
+    tangents = [tangent_symbol(s) for s in leaves]
+    # G has size 1 along the dims it is constant in; the product broadcasts it against d_leaf.
+    terms = [f"jnp.sum({names[s]}*d_{py_name(ir.leaf_name(s))})" for s in leaves]
+    return [
+        *_unpack(plan, set(tangents)),
+        *_prelude(plan, [*exprs, *tangents]),
+        *lines,
+        *(f"{names[s]} = {g}" for s, g in zip(leaves, printed, strict=True)),
+        f"value = {_result(plan, value, plan.value)}",
+        f"tangent = {_result(plan, ' + '.join(terms) or '0', sympy.Add(*tangents))}",
+    ]
+
+
+_FLOOR = sympy.Float(-1e30)  # finite in float32 and float64: exp(-inf - floor) = 0
+
+
+def _share_softmax(exprs: list[sympy.Basic]) -> list[sympy.Basic]:
+    """Spell out softmax, log_softmax and logsumexp of one argument where two of them occur
+    (the value's log_softmax and its gradient's softmax), so that exp(x - max) and its sum are
+    computed once: with e = exp(x - max), softmax = e / sum(e), log_softmax = x - max -
+    log(sum(e)) and logsumexp = max + log(sum(e)). A log_softmax picked at a class is
+    x[t] - max - log(sum(e)), so nothing of the size of x but e is made."""
+    kinds = (ir.Softmax, ir.LogSoftmax, ir.LogSumExp)
+    found: dict[tuple[sympy.Basic, ...], set[type]] = {}
+    for e in exprs:
+        for op in e.atoms(*kinds):
+            found.setdefault(op.args, set()).add(type(op))
+    subs: dict[sympy.Basic, sympy.Basic] = {}
+    for (arg, dims), ops in found.items():
+        if len(ops) < 2:
+            continue
+        names = ir.dim_names(dims)
+        top = ir.ReduceMax.make(arg, names)
+        if ir.LogSumExp in ops:  # of a row of -inf it is -inf, as jax.nn.logsumexp's, not NaN
+            top = sympy.Max(top, _FLOOR)
+        total = ir.ReduceSum.make(sympy.exp(arg - top), names)
+        subs[ir.Softmax(arg, dims)] = sympy.exp(arg - top) / total
+        subs[ir.LogSoftmax(arg, dims)] = arg - top - sympy.log(total)
+        subs[ir.LogSumExp(arg, dims)] = top + sympy.log(total)
+        for e in exprs:
+            for pick in e.atoms(ir.Gather):
+                if pick.args[0] == ir.LogSoftmax(arg, dims) and (pick.dim,) == names:
+                    subs[pick] = ir.Gather(arg, *pick.args[1:]) - top - sympy.log(total)
+    return [e.xreplace(subs) for e in exprs] if subs else exprs
+
+
+def emit(plan: Plan, reference: bool = False) -> str:
+    """The standalone module source for a specialised loss."""
+    reserved = reserved_names(plan)
+    reserved |= {"d_" + py_name(i.name) for i in plan.loss.inputs}
+    reserved |= {"d_" + py_name(ir.leaf_name(s)) for s in plan.loss.components}
+    args = arg_names(plan)
+    core = "_" + py_name(plan.loss.name)
+
+    value_lines, (value,) = straight_line(_printer(plan), plan, [plan.value], reserved)
+    value_body = [*_prelude(plan, [plan.value]), *value_lines]
+    value_body.append(f"return {_result(plan, value, plan.value)}")
+
+    jvp = []
+    if not reference:
+        grads = unit_gradients(plan)
+        jvp_body = (
+            _tangent_body(plan, reserved)
+            if grads is None
+            else _gradient_body(plan, grads, reserved)
+        )
+        jvp = [
+            f"@{core}.defjvp",
+            f"def {core}_jvp(primals, tangents):",
+            *indent(finish([*jvp_body, "return value, tangent"])),
+            "",
+            "",
+        ]
     lines = [
         header(plan, "jax" if not reference else "jax reference"),
         "",
@@ -187,7 +268,7 @@ def emit(plan: Plan, reference: bool = False) -> str:
         *indent(finish(value_body)),
         "",
         "",
-        *(jvp if not reference else []),
+        *jvp,
         *entry_function(plan, DIALECT, f"{core}({{args}})"),
         "",
     ]

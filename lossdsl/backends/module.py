@@ -134,6 +134,37 @@ def straight_line(
     return lines, [printer.doprint(r) for r in prog.results]
 
 
+def release(body: list[str]) -> list[str]:
+    """Free each local after its last use (``del``) so that a long straight line of tensor code
+    holds only what is still needed: the peak memory of a step, not the sum of its temporaries.
+
+    ``body`` is unindented, one statement a line, printed from expressions (no strings); the
+    last line returns. Sizes and dtypes are Python scalars and stay."""
+    assigned: dict[str, int] = {}
+    for i, line in enumerate(body):
+        name, sep, _ = line.partition(" = ")
+        if sep and name.isidentifier() and not name.startswith(("n_", "dtype")):
+            assigned.setdefault(name, i)
+    last: dict[str, int] = {}
+    for i, line in enumerate(body):
+        for token in re.findall(r"(?<![.\w])[A-Za-z_]\w*", line):
+            if assigned.get(token, i) < i:
+                last[token] = i
+    after: dict[int, list[str]] = {}
+    for name in assigned:  # in order of assignment
+        if name in last and last[name] < len(body) - 2:  # not just before the return
+            after.setdefault(last[name], []).append(name)
+    out = []
+    for i, line in enumerate(body):
+        out.append(line)
+        names = after.get(i, [])
+        while names:  # short lines: `wrap` does not break `del` statements
+            count = next((k for k in range(len(names), 0, -1) if len(", ".join(names[:k])) < 80), 1)
+            out.append(f"del {', '.join(names[:count])}")
+            names = names[count:]
+    return out
+
+
 def wrap(line: str, width: int = 96) -> str:
     """Break a long statement of generated code at spaces inside one pair of parentheses.
 
@@ -179,9 +210,12 @@ def finish(body: list[str]) -> list[str]:
     return kept
 
 
-def entry_function(plan: Plan, dialect: Dialect, call: str) -> list[str]:
+def entry_function(
+    plan: Plan, dialect: Dialect, call: str, before: tuple[str, ...] = ()
+) -> list[str]:
     """The public function: check inputs against their declared dims, lay them out, call the
-    core (``call`` is a format with {args}), and give the result its declared dims."""
+    core (``call`` is a format with {args}, after the statements ``before``), and give the
+    result its declared dims."""
     loss, layout = plan.loss, plan.layout
     params = [py_name(i.name) for i in loss.inputs]
     tensor_params = [py_name(p.name) for p in plan.tensor_params]
@@ -258,7 +292,7 @@ def entry_function(plan: Plan, dialect: Dialect, call: str) -> list[str]:
         "(" + ", ".join(size_name(d) for d in out_dims) + ("," if len(out_dims) == 1 else "") + ")"
     )
     args = ", ".join(laid_out + tensor_params)
-    body.append(f"return {call.format(args=args)}.reshape({shape})")
+    body += [*before, f"return {call.format(args=args)}.reshape({shape})"]
     return [f"def {py_name(loss.name)}({signature}):", *indent(body)]
 
 

@@ -23,11 +23,12 @@ from lossdsl.backends.module import (
     finish,
     header,
     indent,
+    release,
     reserved_names,
     size_lines,
     straight_line,
 )
-from lossdsl.codegen import Plan, cotangent, py_name, with_gradients
+from lossdsl.codegen import Plan, cotangent, py_name, unit_gradients, with_gradients
 
 
 @install_table
@@ -112,34 +113,70 @@ def _prelude(plan: Plan, exprs: list[sympy.Basic]) -> list[str]:
 def _value_function(plan: Plan, reserved: set[str]) -> list[str]:
     lines, (result,) = straight_line(_printer(plan), plan, [plan.value], reserved)
     args = ", ".join(arg_names(plan))
+    body = [*_prelude(plan, [plan.value]), *lines, f"return {_value_result(plan, result)}"]
+    return [f"def _value({args}):", *indent(finish(release(body)))]
+
+
+def _value_result(plan: Plan, result: str) -> str:
     sizes = {ir.size(d) for d in plan.layout.order}
     if not plan.value.free_symbols - sizes:  # a constant loss (sizes are Python ints here) is
         # still a tensor of the inputs' dtype
         first = py_name(next(i for i in plan.loss.inputs if i.elem != "Index").name)
-        result = f"torch.full({plan.layout.shape(frozenset())}, {result}, dtype={first}.dtype)"
-    elif isinstance(plan.value, sympy.Symbol):  # an input as it is: autograd.Function must
-        result = f"{result}.view_as({result})"  # return a view of it, not the input itself
-    body = [*_prelude(plan, [plan.value]), *lines, f"return {result}"]
-    return [f"def _value({args}):", *indent(finish(body))]
+        return f"torch.full({plan.layout.shape(frozenset())}, {result}, dtype={first}.dtype)"
+    if isinstance(plan.value, sympy.Symbol):  # an input as it is: autograd.Function must
+        return f"{result}.view_as({result})"  # return a view of it, not the input itself
+    return result
 
 
 def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
-    leaves = {info.name: plan.loss.leaves_of(info.name) for info in plan.wrt}
-    order = [leaf for info in plan.wrt for leaf in leaves[info.name]]
-    exprs = [plan.grads[ir.leaf_name(leaf)] for leaf in order]
-    lines, printed = straight_line(_printer(plan), plan, exprs, reserved)
-    result = dict(zip(order, printed, strict=True))
-    grad_exprs = {leaf: e for leaf, e in zip(order, exprs, strict=True)}
-    body = _prelude(plan, [*exprs, cotangent(plan)]) + lines
-    returns = []
-    names = arg_names(plan)
+    exprs = _leaf_exprs(plan, plan.grads)
+    lines, printed = straight_line(_printer(plan), plan, list(exprs.values()), reserved)
+    body = _prelude(plan, [*exprs.values(), cotangent(plan)]) + lines
+    body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
+    returns = _returns(plan)
+    body.append(f"return {', '.join(returns)}{',' if len(returns) == 1 else ''}")
+    body = _prelude_components(body, plan)
+    names = ", ".join(arg_names(plan))
+    return [f"def _grad({names}, grad, needs):", *indent(finish(release(body)))]
+
+
+def _joint_function(plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str]) -> list[str]:
+    """The value and the gradients with cotangent 1 in one pass: shared subexpressions are
+    computed once, and backward only scales the gradients."""
+    exprs = _leaf_exprs(plan, unit)
+    everything = [plan.value, *exprs.values()]
+    lines, (value, *printed) = straight_line(_printer(plan), plan, everything, reserved)
+    body = _prelude(plan, everything) + lines
+    body.append(f"value = {_value_result(plan, value)}")
+    body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
+    body.append(f"return value, {', '.join(_returns(plan))}")
+    body = _prelude_components(body, plan)
+    names = ", ".join(arg_names(plan))
+    return [f"def _value_and_grad({names}, needs):", *indent(finish(release(body)))]
+
+
+def _leaf_exprs(plan: Plan, grads: dict[str, sympy.Expr]) -> dict[sympy.Symbol, sympy.Expr]:
+    """The gradient of each differentiated leaf (an input, or one of its components)."""
+    return {
+        leaf: grads[ir.leaf_name(leaf)]
+        for info in plan.wrt
+        for leaf in plan.loss.leaves_of(info.name)
+    }
+
+
+def _assemble(
+    plan: Plan, exprs: dict[sympy.Symbol, sympy.Expr], result: dict[sympy.Symbol, str]
+) -> list[str]:
+    """`grad_x = ... if needs[i] else None` for each differentiated input: its leaf's gradient
+    broadcast to its shape, plus its components' gradients concatenated along their dim."""
+    body = []
+    sizes = {ir.size(d) for d in plan.layout.order}
     for position, info in enumerate(plan.loss.inputs):
         x = py_name(info.name)
-        if info.name not in leaves:
-            returns.append("None")
+        if info not in plan.wrt:
             continue
-        own, *parts = leaves[info.name]
-        total = _broadcast_or_zero(result[own], grad_exprs[own], x)
+        own, *parts = plan.loss.leaves_of(info.name)
+        total = _broadcast_or_zero(result[own], exprs[own], x, sizes)
         if parts:
             dim = plan.loss.components[parts[0]][1]
             axis = plan.layout.axis(dim)
@@ -151,29 +188,36 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
                 pieces.append(
                     DIALECT.zeros_like.format(x=f"{x}[{index}]")
                     if p is None
-                    else _broadcast_or_zero(result[p], grad_exprs[p], py_name(ir.leaf_name(p)))
+                    else _broadcast_or_zero(result[p], exprs[p], py_name(ir.leaf_name(p)), sizes)
                 )
             cat = DIALECT.concat.format(parts=", ".join(pieces), axis=axis)
-            total = cat if grad_exprs[own] == 0 else f"{total} + {cat}"
+            total = cat if exprs[own] == 0 else f"{total} + {cat}"
         body.append(f"grad_{x} = {total} if needs[{position}] else None")
-        returns.append(f"grad_{x}")
-    returns += ["None"] * len(plan.tensor_params)
-    body.append(f"return {', '.join(returns)}")
-    if any(ir.leaf_name(p) for info in plan.wrt for p in leaves[info.name][1:]):
-        body = _prelude_components(body, plan, leaves)
-    return [f"def _grad({', '.join(names)}, grad, needs):", *indent(finish(body))]
+    return body
 
 
-def _prelude_components(body: list[str], plan: Plan, leaves: dict) -> list[str]:  # type: ignore[type-arg]
+def _returns(plan: Plan) -> list[str]:
+    """One gradient (or None) per input, then None per tensor param."""
+    returns = [f"grad_{py_name(i.name)}" if i in plan.wrt else "None" for i in plan.loss.inputs]
+    return returns + ["None"] * len(plan.tensor_params)
+
+
+def _prelude_components(body: list[str], plan: Plan) -> list[str]:
     """Every component must be defined for zeros_like, even if its gradient is zero."""
-    needed = {p for parts in leaves.values() for p in parts[1:]}
+    needed = {p for info in plan.wrt for p in plan.loss.leaves_of(info.name)[1:]}
+    if not needed:
+        return body
     extra = [line for line in component_slices(plan, needed) if line not in body]
     return body[:1] + extra + body[1:]
 
 
-def _broadcast_or_zero(printed: str, expr: sympy.Basic, like: str) -> str:
+def _broadcast_or_zero(printed: str, expr: sympy.Basic, like: str, sizes: set[sympy.Expr]) -> str:
     if expr == 0:
         return DIALECT.zeros_like.format(x=like)
+    if expr.is_number:
+        return f"torch.full_like({like}, {printed})"
+    if not expr.free_symbols - sizes:  # of sizes alone (mean's 1/n): a Python or 0-d number
+        printed = DIALECT.like.format(x=printed, ref=like)
     return DIALECT.broadcast.format(x=printed, shape=f"{like}.shape")
 
 
@@ -211,9 +255,10 @@ def emit_reference(plan: Plan) -> str:
 def emit(plan: Plan) -> str:
     """The standalone module source for a specialised loss."""
     plan = with_gradients(plan)
+    unit = unit_gradients(plan)
     reserved = reserved_names(plan)
     cls = "_" + "".join(part.title() for part in plan.loss.name.split("_")) + "Function"
-    args = arg_names(plan)
+    args = ", ".join(arg_names(plan))
     lines = [
         header(plan, "torch"),
         "",
@@ -230,12 +275,35 @@ def emit(plan: Plan) -> str:
         *_grad_function(plan, reserved),
         "",
         "",
+    ]
+    if unit is None:
+        lines += _function_class(cls, args)
+        entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}})")
+    else:
+        lines += [*_joint_function(plan, unit, reserved), "", "", *_joint_class(plan, cls, args)]
+        needs = [
+            f"grad_on and {py_name(i.name)}.requires_grad" if i in plan.wrt else "False"
+            for i in plan.loss.inputs
+        ] + ["False"] * len(plan.tensor_params)
+        before = (  # which gradients the forward pass computes
+            "grad_on = torch.is_grad_enabled()",
+            f"needs = ({', '.join(needs)}{',' if len(needs) == 1 else ''})",
+        )
+        entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}}, needs)[0]", before)
+    lines += ["", "", *entry, ""]
+    return "\n".join(lines)
+
+
+def _function_class(cls: str, args: str) -> list[str]:
+    """A loss with output dims: backward computes the vector-Jacobian product from the saved
+    inputs."""
+    return [
         f"class {cls}(torch.autograd.Function):",
         "    generate_vmap_rule = True",
         "",
         "    @staticmethod",
-        f"    def forward({', '.join(args)}):",
-        f"        return _value({', '.join(args)})",
+        f"    def forward({args}):",
+        f"        return _value({args})",
         "",
         "    @staticmethod",
         "    def setup_context(ctx, inputs, output):",
@@ -244,9 +312,40 @@ def emit(plan: Plan) -> str:
         "    @staticmethod",
         "    def backward(ctx, grad):",
         "        return _grad(*ctx.saved_tensors, grad, ctx.needs_input_grad)",
-        "",
-        "",
-        *entry_function(plan, DIALECT, f"{cls}.apply({{args}})"),
-        "",
     ]
-    return "\n".join(lines)
+
+
+def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
+    """A scalar loss: when some input requires grad, forward computes the value and the
+    gradients together (`needs`, given by the caller, says which) and saves the gradients;
+    backward scales them by the incoming gradient. Under `create_graph=True` backward is
+    `_grad` instead: differentiable torch ops on the saved inputs, so double backward is exact.
+    """
+    count = len(plan.loss.inputs) + len(plan.tensor_params)
+    return [
+        f"class {cls}(torch.autograd.Function):",
+        "    generate_vmap_rule = True",
+        "",
+        "    @staticmethod",
+        f"    def forward({args}, needs):",
+        "        if not any(needs):",
+        f"            return (_value({args}),)",
+        f"        value, *grads = _value_and_grad({args}, needs)",
+        "        return (value, *(out for out in grads if out is not None))",
+        "",
+        "    @staticmethod",
+        "    def setup_context(ctx, inputs, output):",
+        "        ctx.needs = inputs[-1]",
+        "        ctx.set_materialize_grads(False)  # the saved gradients get no gradient",
+        "        ctx.mark_non_differentiable(*output[1:])",
+        "        ctx.save_for_backward(*inputs[:-1], *output[1:])",
+        "",
+        "    @staticmethod",
+        "    def backward(ctx, grad, *_):",
+        "        if grad is None:  # no gradient reaches the value",
+        f"            return (None,) * {count + 1}",
+        f"        inputs, grads = ctx.saved_tensors[:{count}], iter(ctx.saved_tensors[{count}:])",
+        "        if torch.is_grad_enabled():  # create_graph=True",
+        f"            return (*_grad(*inputs, grad, ctx.needs_input_grad[:{count}]), None)",
+        "        return (*(next(grads) * grad if need else None for need in ctx.needs), None)",
+    ]

@@ -2,11 +2,12 @@
 text reaches emitted source only as validated identifiers, numbers and escaped docstrings).
 
 At top level: the module docstring, ``import torch`` (or ``import jax``, ``jax.numpy as jnp``,
-``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``/``_grad``
-(torch) or ``_<loss>``/``_<loss>_jvp`` (JAX) functions, the private ``_...Function`` class
-(torch) and the public loss function. Anywhere: no other import, no ``global``, no access to
-dunder attributes, no call of a builtin that reaches outside the computation, and string
-literals only as docstrings or inside ``raise LossInputError(...)`` messages.
+``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``,
+``_grad`` and ``_value_and_grad`` (torch) or ``_<loss>``/``_<loss>_jvp`` (JAX) functions, the
+private ``_...Function`` class (torch) and the public loss function. Anywhere: no other
+import, no ``del`` but of a local name, no ``global``, no access to dunder attributes, no call
+of a builtin that reaches outside the computation, and string literals only as docstrings or
+inside ``raise LossInputError(...)`` messages.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
     if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)):
         raise _fail("does not open with a docstring")
     public = py_name(loss)
-    allowed_functions = {"_value", "_grad", f"_{public}", f"_{public}_jvp", public}
+    allowed_functions = {
+        "_value",
+        "_grad",
+        "_value_and_grad",
+        f"_{public}",
+        f"_{public}_jvp",
+        public,
+    }
     for statement in body[1:]:
         _check_top(statement, backend, allowed_functions)
     names = [n.name for n in body if isinstance(n, ast.FunctionDef)]
@@ -110,8 +118,10 @@ def _docstrings(tree: ast.Module) -> set[int]:
 
 
 def _check_node(node: ast.AST, docstrings: set[int]) -> None:
-    if isinstance(node, (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Lambda, ast.Delete)):
+    if isinstance(node, (ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Lambda)):
         raise _fail(f"uses `{type(node).__name__}`", node)
+    if isinstance(node, ast.Delete) and not all(isinstance(t, ast.Name) for t in node.targets):
+        raise _fail("deletes something other than a local name", node)
     if isinstance(node, (ast.Import)) and node.col_offset:
         raise _fail("imports inside a function", node)
     if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
