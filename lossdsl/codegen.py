@@ -215,8 +215,35 @@ class Program:
     dims: dict[sympy.Basic, frozenset[str]] = field(default_factory=dict)  # of temporaries
 
 
+def _tidy(expr: sympy.Basic) -> sympy.Basic:
+    """Whole floats become integers (``1.0*x`` is ``x``, ``x**2.0`` is ``x**2``), and a minus
+    sign every branch of a ``Piecewise`` has moves outside it (``where(c, -a, -b)`` is
+    ``-where(c, a, b)``, which CSE then shares with ``where(c, a, b)``)."""
+    whole = {  # small ones: a huge Python int overflows where arrays take it as a number
+        f: sympy.Integer(int(f))
+        for f in expr.atoms(sympy.Float)
+        if float(f).is_integer() and abs(f) < 2**31
+    }
+    if whole:
+        expr = expr.xreplace(whole)
+    return _factor_branches(expr)
+
+
+def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
+    if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
+        return expr
+    args = [_factor_branches(a) for a in expr.args]
+    if not isinstance(expr, sympy.Piecewise):
+        return expr.func(*args) if args != list(expr.args) else expr
+    pieces = [(arg.args[0], arg.args[1]) for arg in args]
+    if all(value != 0 and value.could_extract_minus_sign() for value, _ in pieces):
+        return -sympy.Piecewise(*[(-value, cond) for value, cond in pieces], evaluate=False)
+    return sympy.Piecewise(*pieces, evaluate=False) if args != list(expr.args) else expr
+
+
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
     """CSE over all results at once; temporaries that are a binding of the spec take its name."""
+    exprs = [_tidy(e) for e in exprs]
     temps = sympy.numbered_symbols("_cse", real=True)
     with ir.frozen():
         assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")

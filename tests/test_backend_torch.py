@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from tests.translations import EXAMPLES as TRANSLATIONS  # noqa: E402
 from tests.translations import torch_ops  # noqa: E402
 
 OPS = torch_ops()
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 
 def load(example: str) -> lossdsl.Spec:
@@ -191,6 +193,63 @@ def test_only_requested_gradients_are_computed() -> None:
     b = torch.randn(2, 3, dtype=torch.float64)
     f(a, b, torch.tensor([1.0, 0.0], dtype=torch.float64)).backward()
     assert a.grad is not None and b.grad is None
+
+
+def _focal_inputs(n: int = 6):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(n, dtype=torch.float64, generator=gen, requires_grad=True)
+    t = (torch.rand(n, generator=gen) < 0.5).to(torch.float64)
+    return x, t
+
+
+def _reference_grad(x: torch.Tensor, t: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """The gradient of lossdsl's focal (specs/focal.loss, defaults) through autograd."""
+    spec = lossdsl.load(SPECS / "focal.loss")
+    ref = spec.reference("torch")
+    y = x.detach().clone().requires_grad_()
+    (ref(y, t) * scale).backward()
+    return y.grad
+
+
+def test_scalar_loss_forward_computes_gradients_backward_scales_them() -> None:
+    """A scalar loss computes value and gradient in forward; backward by a unit gradient
+    returns them as they are, any other gradient scales them, create_graph recomputes."""
+    f = lossdsl.load(SPECS / "focal.loss").compile("torch")
+    x, t = _focal_inputs()
+    f(x, t).backward()
+    torch.testing.assert_close(x.grad, _reference_grad(x, t))
+    x.grad = None
+    (f(x, t) * -2.5).backward()
+    torch.testing.assert_close(x.grad, _reference_grad(x, t, -2.5))
+    x.grad = None
+    loss = f(x, t)
+    for k in (1, 2, 3):  # retain_graph: every backward adds the same gradient again
+        loss.backward(retain_graph=True)
+        torch.testing.assert_close(x.grad, k * _reference_grad(x, t))
+    x.grad = None
+    (g,) = torch.autograd.grad(f(x, t), x, create_graph=True)
+    assert g.requires_grad
+    torch.testing.assert_close(g, _reference_grad(x, t))
+
+
+def test_scalar_loss_under_no_grad_and_detached_inputs_computes_value_only() -> None:
+    f = lossdsl.load(SPECS / "focal.loss").compile("torch")
+    x, t = _focal_inputs()
+    with torch.no_grad():
+        value = f(x, t)
+    assert not value.requires_grad
+    torch.testing.assert_close(value, f(x.detach(), t))
+    module = f.module
+    calls = []
+    original = module._value_and_grad
+    module._value_and_grad = lambda *a: calls.append(a) or original(*a)
+    try:
+        f(x.detach(), t)
+        assert not calls
+        f(x, t)
+        assert len(calls) == 1 and calls[0][-1] == (True, False)
+    finally:
+        module._value_and_grad = original
 
 
 def test_nn_module_with_tensor_param_buffer() -> None:

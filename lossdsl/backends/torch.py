@@ -280,7 +280,8 @@ def emit(plan: Plan) -> str:
         lines += _function_class(cls, args)
         entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}})")
     else:
-        lines += [*_joint_function(plan, unit, reserved), "", "", *_joint_class(plan, cls, args)]
+        lines += [*_joint_function(plan, unit, reserved), "", "", *_UNIT, "", ""]
+        lines += _joint_class(plan, cls, args)
         needs = [
             f"grad_on and {py_name(i.name)}.requires_grad" if i in plan.wrt else "False"
             for i in plan.loss.inputs
@@ -292,6 +293,20 @@ def emit(plan: Plan) -> str:
         entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}}, needs)[0]", before)
     lines += ["", "", *entry, ""]
     return "\n".join(lines)
+
+
+_UNIT = [
+    "def _unit(grad):",
+    '    """Whether an incoming gradient is exactly 1, where asking costs no device sync and',
+    '    the question has an answer (not while tracing or under torch.func transforms)."""',
+    "    return (",
+    "        grad.is_cpu",
+    "        and grad.numel() == 1",
+    "        and not torch.compiler.is_compiling()",
+    "        and not torch._C._functorch.is_functorch_wrapped_tensor(grad)",
+    "        and bool(grad == 1)",
+    "    )",
+]
 
 
 def _function_class(cls: str, args: str) -> list[str]:
@@ -336,16 +351,24 @@ def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
         "    @staticmethod",
         "    def setup_context(ctx, inputs, output):",
         "        ctx.needs = inputs[-1]",
-        "        ctx.set_materialize_grads(False)  # the saved gradients get no gradient",
+        "        ctx.set_materialize_grads(False)  # the gradients output get no gradient",
         "        ctx.mark_non_differentiable(*output[1:])",
-        "        ctx.save_for_backward(*inputs[:-1], *output[1:])",
+        "        ctx.save_for_backward(*inputs[:-1])",
+        "        ctx.grads = output[1:]",
         "",
         "    @staticmethod",
         "    def backward(ctx, grad, *_):",
         "        if grad is None:  # no gradient reaches the value",
         f"            return (None,) * {count + 1}",
-        f"        inputs, grads = ctx.saved_tensors[:{count}], iter(ctx.saved_tensors[{count}:])",
         "        if torch.is_grad_enabled():  # create_graph=True",
-        f"            return (*_grad(*inputs, grad, ctx.needs_input_grad[:{count}]), None)",
+        f"            needs = ctx.needs_input_grad[:{count}]",
+        "            return (*_grad(*ctx.saved_tensors, grad, needs), None)",
+        "        if not ctx.grads:  # handed out by an earlier backward (retain_graph=True)",
+        "            _, *again = _value_and_grad(*ctx.saved_tensors, ctx.needs)",
+        "            ctx.grads = tuple(out for out in again if out is not None)",
+        "        grads = iter(ctx.grads)",
+        "        if _unit(grad):  # loss.backward(): the saved gradients are the answer, given",
+        "            ctx.grads = ()  # away once (autograd may accumulate into them in place)",
+        "            return (*(next(grads) if need else None for need in ctx.needs), None)",
         "        return (*(next(grads) * grad if need else None for need in ctx.needs), None)",
     ]

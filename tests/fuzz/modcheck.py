@@ -49,6 +49,7 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         "_value",
         "_grad",
         "_value_and_grad",
+        "_unit",
         f"_{public}",
         f"_{public}_jvp",
         public,
