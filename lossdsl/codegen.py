@@ -226,7 +226,7 @@ def _tidy(expr: sympy.Basic) -> sympy.Basic:
     }
     if whole:
         expr = expr.xreplace(whole)
-    return _factor_branches(expr)
+    return _factor_branches(sympy.factor_terms(expr, radical=False, clear=False))
 
 
 def _factor_branches(expr: sympy.Basic) -> sympy.Basic:

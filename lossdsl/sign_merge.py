@@ -1,8 +1,10 @@
 """The sign trick for Binary branches, applied to a loss specialised to its params.
 
-After the Binary split a loss often reads ``where(t == 1, a(x), b(x))`` with ``b(x) = k * a(-x)``
-for a number ``k`` (focal loss: ``a = alpha * sigmoid(-x)^g * softplus(-x)``, ``k = (1 - alpha) /
-alpha``; BCE: ``k = 1``). Then, for ``t`` in {0, 1},
+After the Binary split a loss often reads ``where(t == 1, a(x), b(x))`` (or, as a spec may
+write it, ``t * a(x) + (1 - t) * b(x)``, which is affine in ``t`` and so equals the ``where`` for
+``t`` in {0, 1}) with ``b(x) = k * a(-x)`` for a number ``k`` (focal loss: ``a = alpha *
+sigmoid(-x)^g * softplus(-x)``, ``k = (1 - alpha) / alpha``; BCE: ``k = 1``). Then, for ``t``
+in {0, 1},
 
     where(t == 1, a(x), b(x)) = (k + (1 - k) t) * a((2t - 1) * x)
 
@@ -33,6 +35,12 @@ def merge(expr: sympy.Basic, loss: ir.LossIR) -> sympy.Basic:
 def _branches(
     e: sympy.Basic, binaries: set[sympy.Symbol]
 ) -> tuple[sympy.Symbol, sympy.Expr, sympy.Expr] | None:
+    if isinstance(e, sympy.Add):  # t * a + (1 - t) * b, as a spec may write the split itself
+        ts = [t for t in e.free_symbols & binaries if e.diff(t).free_symbols.isdisjoint({t})]
+        if len(ts) == 1 and not e.has(ir.TensorOp, sympy.Piecewise):
+            (t,) = ts
+            return t, e.xreplace({t: sympy.Integer(1)}), e.xreplace({t: sympy.Integer(0)})
+        return None
     if not isinstance(e, sympy.Piecewise) or len(e.args) != 2 or e.args[1].cond is not sympy.true:
         return None
     (a, cond), (b, _) = e.args
