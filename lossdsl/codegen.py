@@ -18,6 +18,7 @@ from sympy.codegen.cfunctions import log1p
 from lossdsl import derive, ir
 from lossdsl.checked import InputInfo, ParamInfo
 from lossdsl.errors import ResolveError
+from lossdsl.functions import Sigmoid, Softplus
 from lossdsl.lower import constant
 
 # Names the generated code itself uses; spec names equal to one of these get a trailing `_`.
@@ -226,7 +227,22 @@ def _tidy(expr: sympy.Basic) -> sympy.Basic:
     }
     if whole:
         expr = expr.xreplace(whole)
+    expr = expr.replace(_is_sigmoid_power, _sigmoid_power)
     return _factor_branches(sympy.factor_terms(expr, radical=False, clear=False))
+
+
+def _is_sigmoid_power(e: sympy.Basic) -> bool:
+    """``exp(-k * softplus(u))`` for a whole k from 1 to 4: ``sigmoid(-u)^k``, one sigmoid and
+    k - 1 multiplications instead of exp, log1p and exp (focal loss's ``(1 - p_t)^gamma``)."""
+    if not isinstance(e, sympy.exp) or not isinstance(e.args[0], sympy.Mul):
+        return False
+    k, rest = e.args[0].as_coeff_Mul()
+    return isinstance(rest, Softplus) and k.is_integer and -4 <= k <= -1
+
+
+def _sigmoid_power(e: sympy.Basic) -> sympy.Basic:
+    k, rest = e.args[0].as_coeff_Mul()
+    return Sigmoid(-rest.args[0]) ** int(-k)
 
 
 def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
