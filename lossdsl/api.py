@@ -178,7 +178,7 @@ class Spec:
             module = _modules.setdefault(key, module)
         tensors = {k: v for k, v in bound.items() if not isinstance(v, float)}
         # The declarations are all the wrapper needs: a cache hit lowers and rewrites nothing.
-        return runtime.CompiledLoss(self.checked, module, backend, tensors)
+        return runtime.CompiledLoss(self.checked, module, backend, tensors, load is not None)
 
     def torch_module(self, **params: Any) -> Any:
         """A ``torch.nn.Module`` computing this loss, with its params as buffers."""

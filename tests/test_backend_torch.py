@@ -353,7 +353,22 @@ def test_unknown_mode_is_an_error() -> None:
         load("focal").compile("torch", mode="fast")
 
 
-def test_binary_inputs_must_hold_zeros_and_ones() -> None:
-    f = load("focal").compile("torch")
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+@pytest.mark.parametrize(
+    "bad", [[0.0, 0.3, 1.0], [0.0, -1.0, 1.0], [2.0, 0.0, 1.0], [0.0, float("nan"), 1.0]]
+)
+def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
+    f = load("focal").compile("torch", mode=mode)
     with pytest.raises(lossdsl.CallError, match="Binary but holds values other than 0 and 1"):
-        f(torch.zeros(3), torch.tensor([0.0, 0.3, 1.0]))
+        f(torch.zeros(3), torch.tensor(bad))
+    big = torch.zeros(600_000)  # more than one chunk of the eager check
+    big[-1] = 1.0 if bad[1] != bad[1] else bad[1]
+    if big[-1] not in (0.0, 1.0):
+        with pytest.raises(lossdsl.CallError, match="Binary"):
+            f(torch.zeros(600_000), big)
+    for good in (
+        torch.tensor([0.0, 1.0, 1.0]),
+        torch.tensor([0, 1, 1]),
+        torch.tensor([0, 1, 1]).bool(),
+    ):
+        f(torch.zeros(3), good)
