@@ -1,9 +1,12 @@
 """PyTorch backend: a ``torch.autograd.Function`` whose backward is the generated gradient.
 
-The emitted module imports only torch. Its Function saves only the inputs (the backward
-recomputes what it needs from them, in differentiable torch ops, so double backward is exact),
-computes only the gradients ``needs_input_grad`` asks for, and has ``generate_vmap_rule`` so
-``torch.func.vmap`` and ``torch.func.grad`` work; ``torch.compile`` traces it whole.
+The emitted module imports only torch. For a scalar loss, forward computes the value and the
+requested gradients together (``_value_and_grad``) and saves them; backward returns them, or
+scales them by the incoming gradient; under ``create_graph=True`` it runs ``_grad`` on the saved
+inputs instead (differentiable torch ops, so double backward is exact). A loss with output dims
+saves only its inputs and backward is ``_grad``. Only the gradients asked for are computed, and
+``generate_vmap_rule`` makes ``torch.func.vmap`` and ``torch.func.grad`` work; ``torch.compile``
+traces it whole.
 """
 
 from __future__ import annotations
