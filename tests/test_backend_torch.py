@@ -372,3 +372,21 @@ def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
         torch.tensor([0, 1, 1]).bool(),
     ):
         f(torch.zeros(3), good)
+
+
+def test_cross_entropy_gradient_scatters_into_the_shared_softmax() -> None:
+    """The forward's log_softmax is reused for the gradient (exp, not a second softmax) and the
+    one-hot is a scatter of -1, not a class-sized comparison; the gradient is F.cross_entropy's."""
+    spec = lossdsl.load(SPECS / "cross_entropy.loss")
+    source = spec.emit("torch")
+    joint = source.split("def _value_and_grad")[1].split("\ndef ")[0]
+    assert "torch.scatter_add(" in joint and "torch.arange" not in joint
+    assert joint.count("softmax(") == 1
+    f = spec.compile("torch")
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(7, 11, dtype=torch.float64, generator=gen, requires_grad=True)
+    target = torch.randint(0, 11, (7,), generator=gen)
+    f(logits, target).backward()
+    want = logits.detach().clone().requires_grad_()
+    torch.nn.functional.cross_entropy(want, target).backward()
+    torch.testing.assert_close(logits.grad, want.grad, rtol=1e-12, atol=1e-14)

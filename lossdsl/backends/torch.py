@@ -88,6 +88,26 @@ class TorchPrinter(TensorPrinter):
         axes = self.layout.axes(ir.dim_names(dims))
         return f"torch.linalg.vector_norm({self._print(arg)}, dim={axes!r}, keepdim=True)"
 
+    # `rest - onehot(t)` (softmax cross-entropy's gradient) as a scatter of -1 into `rest`:
+    # no class-sized comparison, cast and subtraction.
+    def _print_Add(self, expr: sympy.Add) -> str:
+        picks = [a for a in expr.args if _onehot_term(a) is not None]
+        if len(picks) == 1:
+            coeff, onehot = _onehot_term(picks[0])  # type: ignore[misc]
+            rest = sympy.Add(*(a for a in expr.args if a is not picks[0]))
+            dims = ir.dims_in(onehot, self.temp_dims)
+            if ir.dims_in(rest, self.temp_dims) == dims:
+                index = self._print(onehot.args[0])
+                axis = self.layout.axis(str(onehot.args[1].name))
+                source = f"torch.full_like({index}, {self._print(coeff)}, dtype=dtype)"
+                return f"torch.scatter_add({self._print(rest)}, {axis}, {index}, {source})"
+        return super()._print_Add(expr)  # type: ignore[no-any-return]
+
+
+def _onehot_term(term: sympy.Basic) -> tuple[sympy.Expr, ir.OneHot] | None:
+    coeff, rest = term.as_coeff_Mul()
+    return (coeff, rest) if isinstance(rest, ir.OneHot) and coeff.is_number else None
+
 
 DIALECT = Dialect(
     name="torch",
@@ -147,7 +167,8 @@ def _joint_function(plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str])
     """The value and the gradients with cotangent 1 in one pass: shared subexpressions are
     computed once, and backward only scales the gradients."""
     exprs = _leaf_exprs(plan, unit)
-    everything = [plan.value, *exprs.values()]
+    everything = _share_log_softmax([plan.value, *exprs.values()])
+    exprs = dict(zip(exprs, everything[1:], strict=True))
     lines, (value, *printed) = straight_line(_printer(plan), plan, everything, reserved)
     body = _prelude(plan, everything) + lines
     body.append(f"value = {_value_result(plan, value)}")
@@ -156,6 +177,19 @@ def _joint_function(plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str])
     body = _prelude_components(body, plan)
     names = ", ".join(arg_names(plan))
     return [f"def _value_and_grad({names}, needs):", *indent(finish(release(body)))]
+
+
+def _share_log_softmax(exprs: list[sympy.Expr]) -> list[sympy.Expr]:
+    """softmax(x) as exp(log_softmax(x)) where log_softmax(x) is computed anyway (the value of
+    a cross-entropy): one class-sized pass instead of a second softmax."""
+    logs = {op.args for e in exprs for op in e.atoms(ir.LogSoftmax)}
+    subs = {
+        op: sympy.exp(ir.LogSoftmax(*op.args))
+        for e in exprs
+        for op in e.atoms(ir.Softmax)
+        if op.args in logs
+    }
+    return [e.xreplace(subs) for e in exprs] if subs else exprs
 
 
 def _leaf_exprs(plan: Plan, grads: dict[str, sympy.Expr]) -> dict[sympy.Symbol, sympy.Expr]:
