@@ -88,26 +88,6 @@ class TorchPrinter(TensorPrinter):
         axes = self.layout.axes(ir.dim_names(dims))
         return f"torch.linalg.vector_norm({self._print(arg)}, dim={axes!r}, keepdim=True)"
 
-    # `rest - onehot(t)` (softmax cross-entropy's gradient) as a scatter of -1 into `rest`:
-    # no class-sized comparison, cast and subtraction.
-    def _print_Add(self, expr: sympy.Add) -> str:
-        picks = [a for a in expr.args if _onehot_term(a) is not None]
-        if len(picks) == 1:
-            coeff, onehot = _onehot_term(picks[0])  # type: ignore[misc]
-            rest = sympy.Add(*(a for a in expr.args if a is not picks[0]))
-            dims = ir.dims_in(onehot, self.temp_dims)
-            if ir.dims_in(rest, self.temp_dims) == dims:
-                index = self._print(onehot.args[0])
-                axis = self.layout.axis(str(onehot.args[1].name))
-                source = f"torch.full_like({index}, {self._print(coeff)}, dtype=dtype)"
-                return f"torch.scatter_add({self._print(rest)}, {axis}, {index}, {source})"
-        return super()._print_Add(expr)  # type: ignore[no-any-return]
-
-
-def _onehot_term(term: sympy.Basic) -> tuple[sympy.Expr, ir.OneHot] | None:
-    coeff, rest = term.as_coeff_Mul()
-    return (coeff, rest) if isinstance(rest, ir.OneHot) and coeff.is_number else None
-
 
 DIALECT = Dialect(
     name="torch",
