@@ -217,9 +217,11 @@ class Program:
 
 
 def _tidy(expr: sympy.Basic) -> sympy.Basic:
-    """Whole floats become integers (``1.0*x`` is ``x``, ``x**2.0`` is ``x**2``), and a minus
-    sign every branch of a ``Piecewise`` has moves outside it (``where(c, -a, -b)`` is
-    ``-where(c, a, b)``, which CSE then shares with ``where(c, a, b)``)."""
+    """Fewer kernels before CSE: whole floats become integers (``1.0*x`` is ``x``, ``x**2.0``
+    is ``x**2``), ``exp(-k*softplus(u))`` becomes ``sigmoid(-u)^k``, common factors leave sums
+    (``factor_terms``), and a minus sign every branch of a ``Piecewise`` has moves outside it
+    (``where(c, -a, -b)`` is ``-where(c, a, b)``, which CSE then shares with ``where(c, a,
+    b)``)."""
     whole = {  # small ones: a huge Python int overflows where arrays take it as a number
         f: sympy.Integer(int(f))
         for f in expr.atoms(sympy.Float)

@@ -172,8 +172,6 @@ def _is_binary(x: Any, fused: bool = False) -> bool:
     floats, sum(x * (1 - x)) (terms >= 0, so 0 only if all are) a chunk at a time: no
     full-size temporary, about a quarter of the time of `((x == 0) | (x == 1)).all()`. With
     ``fused`` (compiled mode), max(|x * (1 - x)|) == 0 through torch.compile: one pass."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(x, torch.Tensor):
         return bool(((x == 0) | (x == 1)).all())
