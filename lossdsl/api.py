@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from lossdsl import cache, codegen, loader, runtime, sign_merge
+from lossdsl import cache, codegen, loader, runtime, sign_merge, softplus_merge
 from lossdsl.checked import CheckedLoss, InputInfo, ParamInfo, children
 from lossdsl.errors import BackendError, ParamError
 from lossdsl.ir import LossIR
@@ -132,7 +132,7 @@ class Spec:
             if reference:
                 return emitter.emit_reference(codegen.specialise(self.ir, bound))
             plan = codegen.specialise(self.stable_ir, bound)
-            plan.value = sign_merge.merge(plan.value, plan.loss)
+            plan.value = softplus_merge.merge(sign_merge.merge(plan.value, plan.loss))
             return emitter.emit(plan)
 
         return cache.source(key, build), key

@@ -106,6 +106,16 @@ class TensorPrinter(PythonCodePrinter):
             "report this; meanwhile rewrite the expression with other builtins",
         )
 
+    # A sum starts with a positive term: `b - a` is one kernel, `-a + b` a negation and an add.
+    def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
+        terms = list(super()._as_ordered_terms(expr, order=order))
+        if isinstance(expr, sympy.Add) and terms[0].could_extract_minus_sign():
+            lead = next((t for t in terms if not t.could_extract_minus_sign()), None)
+            if lead is not None:
+                terms.remove(lead)
+                terms.insert(0, lead)
+        return terms
+
     # Smaller factors first: Python multiplies left to right, so `(g / d) * x` with `g`, `d`
     # of shape [N, 1] and `x` of [N, D] costs one full-size kernel where `x * g / d` costs two.
     def _print_Mul(self, expr: sympy.Mul) -> str:
