@@ -42,11 +42,7 @@ def _pairs(e: sympy.Basic) -> dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr]] | 
         arg = sp.args[0]
         u, at = (-arg, 0) if arg.could_extract_minus_sign() else (arg, 1)
         coeffs.setdefault(u, [sympy.S.Zero, sympy.S.Zero])[at] += coeff
-    pairs = {
-        u: (a, b)
-        for u, (a, b) in coeffs.items()
-        if a != 0 and b != 0 and _polynomial(a + b)
-    }
+    pairs = {u: (a, b) for u, (a, b) in coeffs.items() if a != 0 and b != 0 and _polynomial(a + b)}
     return pairs or None
 
 
