@@ -15,6 +15,7 @@ from lossdsl.backends.base import TensorPrinter
 from lossdsl.codegen import Plan, Program, program, py_name, size_name
 
 INDENT = "    "
+_METHOD = re.compile(r"(?=\.[a-z]\w*_\()")  # the place before `.mul_(`, `.sigmoid_(`, ...
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,16 @@ def wrap(line: str, width: int = 96) -> str:
         return line
     opener = f"{lead}{head}{sep}("
     rows, row = [], ""
-    for token in expr.split(" "):
-        if row and len(lead) + 4 + len(row) + 1 + len(token) > width:
-            rows.append(row)
-            row = token
-        else:
-            row = f"{row} {token}" if row else token
+    for word in expr.split(" "):
+        # a chain of in-place updates too long for a row breaks before a method call
+        pieces = _METHOD.split(word) if len(lead) + 4 + len(word) > width else [word]
+        for k, token in enumerate(pieces):
+            space = " " if k == 0 else ""
+            if row and len(lead) + 4 + len(row) + len(space) + len(token) > width:
+                rows.append(row)
+                row = token
+            else:
+                row = f"{row}{space}{token}" if row else token
     rows.append(row)
     body = "\n".join(f"{lead}    {r}" for r in rows)
     return f"{opener}\n{body}\n{lead})"

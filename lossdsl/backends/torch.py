@@ -16,6 +16,7 @@ from typing import ClassVar
 import sympy
 
 from lossdsl import ir
+from lossdsl.backends import inplace
 from lossdsl.backends.base import TensorPrinter, install_table
 from lossdsl.backends.module import (
     Dialect,
@@ -31,7 +32,14 @@ from lossdsl.backends.module import (
     size_lines,
     straight_line,
 )
-from lossdsl.codegen import Plan, cotangent, py_name, unit_gradients, with_gradients
+from lossdsl.codegen import (
+    Plan,
+    cotangent,
+    py_name,
+    size_name,
+    unit_gradients,
+    with_gradients,
+)
 
 
 @install_table
@@ -143,9 +151,13 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
     return [f"def _grad({names}, grad, needs):", *indent(finish(release(body)))]
 
 
-def _joint_function(plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str]) -> list[str]:
+def _joint_function(
+    plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str], in_place: bool = True
+) -> list[str]:
     """The value and the gradients with cotangent 1 in one pass: shared subexpressions are
-    computed once, and backward only scales the gradients."""
+    computed once, and backward only scales the gradients. With ``in_place``, operations
+    write into private temporaries where that is safe (lossdsl.backends.inplace): this
+    function only ever runs without autograd recording, outside torch.func transforms."""
     exprs = _leaf_exprs(plan, unit)
     everything = _share_log_softmax([plan.value, *exprs.values()])
     exprs = dict(zip(exprs, everything[1:], strict=True))
@@ -155,8 +167,24 @@ def _joint_function(plan: Plan, unit: dict[str, sympy.Expr], reserved: set[str])
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
     body.append(f"return value, {', '.join(_returns(plan))}")
     body = _prelude_components(body, plan)
+    if in_place:
+        body = inplace.rewrite(body, _leaves(plan), plan.layout.order)
     names = ", ".join(arg_names(plan))
     return [f"def _value_and_grad({names}, needs):", *indent(finish(release(body)))]
+
+
+def _leaves(plan: Plan) -> dict[str, inplace.Leaf]:
+    """What the in-place pass must know of the names a core function gets: each input and
+    tensor param (a float tensor of the computation's dtype, or an Index's integers, with its
+    dims), each component slice, and each size (a Python int)."""
+    leaves = {size_name(d): inplace.Leaf(inplace.SCALAR) for d in plan.layout.order}
+    for info in [*plan.loss.inputs, *plan.tensor_params]:
+        kind = inplace.INT if info.elem == "Index" else inplace.FLOAT
+        leaves[py_name(info.name)] = inplace.Leaf(kind, frozenset(info.dims))
+    for symbol, (name, dim, _) in plan.loss.components.items():
+        dims = next(i.dims for i in plan.loss.inputs if i.name == name)
+        leaves[py_name(ir.leaf_name(symbol))] = inplace.Leaf(inplace.FLOAT, frozenset(dims) - {dim})
+    return leaves
 
 
 def _share_log_softmax(exprs: list[sympy.Expr]) -> list[sympy.Expr]:
@@ -269,8 +297,9 @@ def emit_reference(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def emit(plan: Plan) -> str:
-    """The standalone module source for a specialised loss."""
+def emit(plan: Plan, in_place: bool = True) -> str:
+    """The standalone module source for a specialised loss; ``in_place=False`` keeps every
+    function functional (for tests: the same results, bitwise)."""
     plan = with_gradients(plan)
     unit = unit_gradients(plan)
     reserved = reserved_names(plan)
@@ -297,7 +326,8 @@ def emit(plan: Plan) -> str:
         lines += _function_class(cls, args)
         entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}})")
     else:
-        lines += [*_joint_function(plan, unit, reserved), "", "", *_UNIT, "", ""]
+        lines += [*_joint_function(plan, unit, reserved, in_place), "", ""]
+        lines += [*_dispatch(plan, in_place), "", "", *_UNIT, "", ""]
         lines += _joint_class(plan, cls, args)
         needs = [
             f"grad_on and {py_name(i.name)}.requires_grad" if i in plan.wrt else "False"
@@ -310,6 +340,29 @@ def emit(plan: Plan) -> str:
         entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}}, needs)[0]", before)
     lines += ["", "", *entry, ""]
     return "\n".join(lines)
+
+
+def _dispatch(plan: Plan, in_place: bool) -> list[str]:
+    """`_joint`: what forward runs for a scalar loss. `_value_and_grad` updates private
+    temporaries in place, which torch.func transforms cannot batch (an unbatched buffer
+    cannot take a batched operand): under them, the functional `_value` and `_grad`."""
+    args = ", ".join(arg_names(plan))
+    if not in_place:
+        return [f"def _joint({args}, needs):", f"    return _value_and_grad({args}, needs)"]
+    names = arg_names(plan)
+    tensors = f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+    return [
+        f"def _joint({args}, needs):",
+        '    """The value and the gradients asked for (cotangent 1); in one pass with in-place',
+        "    updates, or, under torch.func transforms (a batched operand cannot be written into",
+        '    an unbatched buffer), by the functional `_value` and `_grad`."""',
+        "    if torch.compiler.is_compiling() or not any(",
+        f"        torch._C._functorch.is_functorch_wrapped_tensor(x) for x in {tensors}",
+        "    ):",
+        f"        return _value_and_grad({args}, needs)",
+        f"    value = _value({args})",
+        f"    return (value, *_grad({args}, torch.ones_like(value), needs))",
+    ]
 
 
 _UNIT = [
@@ -362,7 +415,7 @@ def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
         f"    def forward({args}, needs):",
         "        if not any(needs):",
         f"            return (_value({args}),)",
-        f"        value, *grads = _value_and_grad({args}, needs)",
+        f"        value, *grads = _joint({args}, needs)",
         "        return (value, *(out for out in grads if out is not None))",
         "",
         "    @staticmethod",
@@ -381,7 +434,7 @@ def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
         f"            needs = ctx.needs_input_grad[:{count}]",
         "            return (*_grad(*ctx.saved_tensors, grad, needs), None)",
         "        if not ctx.grads:  # handed out by an earlier backward (retain_graph=True)",
-        "            _, *again = _value_and_grad(*ctx.saved_tensors, ctx.needs)",
+        "            _, *again = _joint(*ctx.saved_tensors, ctx.needs)",
         "            ctx.grads = tuple(out for out in again if out is not None)",
         "        grads = iter(ctx.grads)",
         "        if _unit(grad):  # loss.backward(): the saved gradients are the answer, given",

@@ -3,11 +3,12 @@ text reaches emitted source only as validated identifiers, numbers and escaped d
 
 At top level: the module docstring, ``import torch`` (or ``import jax``, ``jax.numpy as jnp``,
 ``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``,
-``_grad`` and ``_value_and_grad`` (torch) or ``_<loss>``/``_<loss>_jvp`` (JAX) functions, the
-private ``_...Function`` class (torch) and the public loss function. Anywhere: no other
-import, no ``del`` but of a local name, no ``global``, no access to dunder attributes, no call
-of a builtin that reaches outside the computation, and string literals only as docstrings or
-inside ``raise LossInputError(...)`` messages.
+``_grad``, ``_value_and_grad``, ``_joint`` and ``_unit`` (torch) or ``_<loss>``/``_<loss>_jvp``
+(JAX) functions, the private ``_...Function`` class (torch) and the public loss function.
+Anywhere: no other import, no ``del`` but of a local name, no ``global``, no access to dunder
+attributes, no call of a builtin that reaches outside the computation, and string literals only
+as docstrings or inside ``raise LossInputError(...)`` messages. (In-place updates such as
+``t3.mul_(x)`` or ``torch.sub(1, t3, out=t3)`` are ordinary method calls and keyword arguments.)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         "_value",
         "_grad",
         "_value_and_grad",
+        "_joint",
         "_unit",
         f"_{public}",
         f"_{public}_jvp",

@@ -1,0 +1,437 @@
+"""In-place updates of private temporaries in the eager torch ``_value_and_grad``.
+
+Every node of a printed expression allocates a fresh tensor: ``t4*(t3*torch.sigmoid(x) -
+target*torch.sigmoid(t0))`` makes five full-size buffers, each new page of which the kernel
+must fault in and zero. This pass rewrites a statement so that an operation writes into an
+operand that nobody else can see, and at full size allocates nothing::
+
+    torch.sigmoid(x).mul_(t3).sub_(torch.sigmoid(t0).mul_(target)).mul_(t4)
+
+An operand may be updated in place only if it is
+
+- a fresh result computed within the same statement (a kernel's output, referenced by the
+  expression alone), or a local name bound once to such a result that this statement uses for
+  the last time, exactly once, and that nothing else aliases (a name that ever reaches a view,
+  an unknown call, the return statement or another name never counts), and
+- of the operation's result shape and dtype: a float tensor of the computation's dtype with the
+  result's dims (broadcasting must not enlarge it; a 0-d tensor, a Python number, a boolean or
+  integer tensor never qualifies).
+
+Shapes follow from the layout (see lossdsl.codegen.Layout): every tensor has one axis per dim
+of the loss, with size 1 along the dims it lacks, so a value's shape is its set of dims, which
+this pass infers from the inputs' declarations through the printed operations. An expression
+it does not recognise is left as it is, and every name in it is treated as aliased.
+
+Updates are bitwise identical to the functional operations they replace (``a - b`` into ``b`` is
+``torch.sub(a, b, out=b)``, ``1 / b`` is ``b.reciprocal_()``). Only the eager forward pass uses
+this: under ``torch.func`` transforms the module runs its functional ``_value`` and ``_grad``
+instead (a batched operand cannot be written into an unbatched buffer), and ``_grad``, which
+autograd differentiates under ``create_graph=True``, stays functional.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+FLOAT = "float"  # a tensor of the computation's dtype with known dims
+SCALAR = "scalar"  # a Python number or a 0-d tensor of the computation's dtype
+BOOL = "bool"
+INT = "int"
+OTHER = "other"  # anything else: never updated, never updates
+
+# torch.<name>(x) -> x.<name>_(), elementwise, same dtype.
+_UNARY = frozenset(
+    {"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "abs"}
+    | {"sign", "floor", "ceil", "round", "sigmoid", "relu"}
+)
+_REDUCTIONS = frozenset(
+    {"torch.sum", "torch.amax", "torch.amin", "torch.logsumexp", "torch.linalg.vector_norm"}
+)
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)  # what float tensors compute
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the pass knows of an expression: its kind, its dims (``None``: unknown), its
+    rewritten source, and whether it is a buffer this statement may update."""
+
+    kind: str
+    dims: frozenset[str] | None
+    text: str
+    fresh: bool = False
+    atom: bool = True  # needs no parentheses as the receiver of a method call
+
+    def receiver(self) -> str:
+        return self.text if self.atom else f"({self.text})"
+
+
+@dataclass(frozen=True)
+class Leaf:
+    kind: str
+    dims: frozenset[str] = frozenset()
+
+
+def rewrite(body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...]) -> list[str]:
+    """``body``: the unindented statements of a straight-line function, one a line, printed
+    from expressions (before ``release`` and ``finish``); ``leaves``: the kinds and dims of the
+    names the function gets (arguments, sizes, component slices); ``order``: the layout's dims.
+    Returns the statements with in-place updates where they are safe."""
+    trees: list[ast.stmt | None] = []
+    for line in body:
+        try:
+            (tree,) = ast.parse(line).body
+        except SyntaxError:  # not one statement: leave it, and everything in it, alone
+            tree = None
+        trees.append(tree)
+    uses = [_loads(tree) if tree is not None else Counter() for tree in trees]
+    last: dict[str, int] = {}
+    for i, counts in enumerate(uses):
+        for name in counts:
+            last[name] = i
+    assigned = Counter(
+        t.id
+        for tree in trees
+        if isinstance(tree, ast.Assign)
+        for t in tree.targets
+        if isinstance(t, ast.Name)
+    )
+    # First pass: what every name is, and which names are ever aliased.
+    survey = _Walker(leaves, order)
+    owned: dict[str, Value] = {}
+    for line, tree in zip(body, trees, strict=True):
+        if tree is None:
+            survey.escaped |= set(re.findall(r"[A-Za-z_]\w*", line))
+            continue
+        result = survey.statement(line, tree)
+        if isinstance(tree, ast.Assign) and result is not None:
+            (target,) = tree.targets
+            assert isinstance(target, ast.Name)
+            survey.known[target.id] = result
+            if result.fresh and result.kind == FLOAT and target.id not in leaves:
+                owned[target.id] = result
+    owned = {
+        name: v
+        for name, v in owned.items()
+        if assigned[name] == 1 and name not in survey.escaped and name in last
+    }
+    # Second pass: rewrite, updating an owned name only at its last use.
+    out = []
+    walker = _Walker(leaves, order)
+    for i, (line, tree) in enumerate(zip(body, trees, strict=True)):
+        if tree is None:
+            out.append(line)
+            continue
+        walker.mutable = {  # used here for the last time, and once
+            name for name, count in uses[i].items() if count == 1 and last.get(name) == i
+        } & set(owned)
+        result = walker.statement(line, tree)
+        if isinstance(tree, ast.Assign) and result is not None:
+            (target,) = tree.targets
+            assert isinstance(target, ast.Name)
+            walker.known[target.id] = survey.known[target.id]
+            out.append(f"{target.id} = {result.text}")
+        else:
+            out.append(walker.rewritten if walker.rewritten is not None else line)
+    return out
+
+
+def _loads(tree: ast.AST) -> Counter[str]:
+    return Counter(
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    )
+
+
+class _Walker:
+    def __init__(self, leaves: dict[str, Leaf], order: tuple[str, ...]) -> None:
+        self.leaves = leaves
+        self.order = order
+        self.known: dict[str, Value] = {}
+        self.mutable: set[str] = set()  # owned names this statement uses for the last time
+        self.escaped: set[str] = set()
+        self.source = b""
+        self.rewritten: str | None = None
+
+    # --- statements -----------------------------------------------------------------------
+
+    def statement(self, line: str, tree: ast.stmt) -> Value | None:
+        """The value an assignment binds (its text rewritten); for any other statement
+        ``None``, its rewritten source in ``self.rewritten``, and every name in it aliased."""
+        self.source = line.encode()
+        self.rewritten = None
+        if (
+            isinstance(tree, ast.Assign)
+            and len(tree.targets) == 1
+            and isinstance(tree.targets[0], ast.Name)
+        ):
+            name = tree.targets[0].id
+            if name in self.leaves:  # a size or a component slice: as the caller says
+                self.escaped |= set(_loads(tree.value))
+                leaf = self.leaves[name]
+                return Value(leaf.kind, leaf.dims, self._segment(tree.value))
+            if isinstance(tree.value, ast.Name):  # another name for the same tensor
+                return self.opaque(tree.value)
+            return self.value(tree.value)
+        if isinstance(tree, ast.Return) and tree.value is not None:
+            self.rewritten = f"return {self.opaque(tree.value).text}"
+            return None
+        self.escaped |= set(_loads(tree))
+        return None
+
+    # --- expressions ----------------------------------------------------------------------
+
+    def _segment(self, node: ast.AST) -> str:
+        return self.source[node.col_offset : node.end_col_offset].decode()  # type: ignore[attr-defined]
+
+    def _splice(self, node: ast.AST, children: list[tuple[ast.AST, Value]]) -> str:
+        """The node's own source with its children's rewritten sources in place."""
+        start = node.col_offset  # type: ignore[attr-defined]
+        text, pos = b"", start
+        for child, value in sorted(children, key=lambda c: c[0].col_offset):  # type: ignore[attr-defined]
+            text += self.source[pos : child.col_offset] + value.text.encode()  # type: ignore[attr-defined]
+            pos = child.end_col_offset  # type: ignore[attr-defined]
+        return (text + self.source[pos : node.end_col_offset]).decode()  # type: ignore[attr-defined]
+
+    def opaque(self, node: ast.AST) -> Value:
+        """An expression this pass does not model: names directly in it are aliased (it may
+        keep or return them), subexpressions are rewritten on their own."""
+        if isinstance(node, ast.Name):
+            self.escaped.add(node.id)
+            return Value(OTHER, None, node.id)
+        if isinstance(node, ast.Constant):
+            return Value(OTHER, None, self._segment(node))
+        if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):  # views, metadata
+            self.escaped |= set(_loads(node))
+            return Value(OTHER, None, self._segment(node))
+        if isinstance(node, ast.Call):
+            func = node.func
+            children = [(a, self.opaque(a)) for a in node.args]
+            children += [(k.value, self.opaque(k.value)) for k in node.keywords]
+            if isinstance(func, ast.Attribute) and not isinstance(func.value, ast.Name):
+                children.append((func.value, self.opaque(func.value)))
+            elif not isinstance(func, ast.Name):
+                self.escaped |= set(_loads(func))
+            return Value(OTHER, None, self._splice(node, children))
+        if isinstance(node, (ast.Tuple, ast.List)):
+            children = [(e, self.opaque(e)) for e in node.elts]
+            return Value(OTHER, None, self._splice(node, children))
+        if isinstance(node, ast.IfExp):
+            children = [(c, self.opaque(c)) for c in (node.test, node.body, node.orelse)]
+            return Value(OTHER, None, self._splice(node, children))
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp)):
+            result = self.value(node)
+            return Value(OTHER, None, result.text, atom=result.atom)
+        self.escaped |= set(_loads(node))
+        return Value(OTHER, None, self._segment(node))
+
+    def value(self, node: ast.expr) -> Value:
+        if isinstance(node, ast.Name):
+            return self._name(node.id)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return Value(SCALAR, frozenset(), self._segment(node))
+        if isinstance(node, ast.UnaryOp):
+            return self._unary(node)
+        if isinstance(node, ast.BinOp):
+            return self._binary(node)
+        if isinstance(node, ast.Compare):
+            parts = [node.left, *node.comparators]
+            values = [self.value(p) for p in parts]
+            dims = _union(values)
+            return Value(BOOL, dims, self._splice(node, _changed(parts, values)), True, False)
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        return self.opaque(node)
+
+    def _name(self, name: str) -> Value:
+        if name in self.known:
+            v = self.known[name]
+            return Value(v.kind, v.dims, name, fresh=name in self.mutable)
+        if name in self.leaves:
+            leaf = self.leaves[name]
+            return Value(leaf.kind, leaf.dims, name)
+        self.escaped.add(name)  # dtype, needs, ...: nothing this pass updates
+        return Value(OTHER, None, name)
+
+    def _unary(self, node: ast.UnaryOp) -> Value:
+        operand = self.value(node.operand)
+        text = self._splice(node, _changed([node.operand], [operand]))
+        if isinstance(node.op, ast.USub):
+            if operand.kind == SCALAR:
+                return Value(SCALAR, frozenset(), text, atom=False)
+            if operand.kind == FLOAT and operand.fresh:
+                return Value(FLOAT, operand.dims, f"{operand.receiver()}.neg_()", True)
+            return Value(operand.kind, operand.dims, text, True, False)
+        if isinstance(node.op, ast.Invert):
+            return Value(BOOL, operand.dims, text, True, False)
+        return Value(OTHER, None, text, atom=False)
+
+    def _binary(self, node: ast.BinOp) -> Value:
+        left, right = self.value(node.left), self.value(node.right)
+        op = type(node.op)
+        text = self._splice(node, _changed([node.left, node.right], [left, right]))
+        kinds = {left.kind, right.kind}
+        if kinds == {SCALAR}:
+            return Value(SCALAR, frozenset(), text, atom=False)
+        if op in (ast.BitAnd, ast.BitOr) and kinds <= {BOOL}:
+            return Value(BOOL, _union([left, right]), text, True, False)
+        if op not in _ARITHMETIC or OTHER in kinds or FLOAT not in kinds:
+            return Value(OTHER, None, text, atom=False)  # int or bool arithmetic: not modelled
+        dims = _union([left, right])
+        if dims is None:
+            return Value(OTHER, None, text, atom=False)
+
+        def fits(v: Value) -> bool:
+            return v.fresh and v.kind == FLOAT and v.dims == dims
+
+        into_left = fits(left) and (op != ast.Pow or right.kind == SCALAR)
+        into_right = self._into_right(op, node, left, right) if fits(right) else None
+        # A name at its last use stays alive to the end of the statement: writing into it
+        # rather than into a fresh result lets that result go at once.
+        if into_right and (not into_left or (_is_name(node.right) and not _is_name(node.left))):
+            return Value(FLOAT, dims, into_right, True)
+        if into_left:
+            name = {ast.Add: "add_", ast.Sub: "sub_", ast.Mult: "mul_", ast.Div: "div_"}
+            call = f"{left.receiver()}.{name.get(op, 'pow_')}({right.text})"
+            return Value(FLOAT, dims, call, True)
+        return Value(FLOAT, dims, text, True, False)
+
+    @staticmethod
+    def _into_right(op: type, node: ast.BinOp, left: Value, right: Value) -> str | None:
+        """``left op right`` written into ``right``, bitwise the same, if that can be said."""
+        if op in (ast.Add, ast.Mult):  # commutative, also in floating point
+            return f"{right.receiver()}.{'add_' if op == ast.Add else 'mul_'}({left.text})"
+        if op == ast.Div and left.text == "1":
+            return f"{right.receiver()}.reciprocal_()"
+        if op in (ast.Sub, ast.Div) and _is_name(node.right):
+            # the name is the buffer: written once, read by the kernel before it writes
+            function = "torch.sub" if op == ast.Sub else "torch.div"
+            return f"{function}({left.text}, {right.text}, out={right.text})"
+        return None
+
+    def _call(self, node: ast.Call) -> Value:
+        func = ast.unparse(node.func)
+        args, keywords = node.args, {k.arg: k.value for k in node.keywords}
+        if func.startswith("torch.") and func[6:] in _UNARY and len(args) == 1 and not keywords:
+            x = self.value(args[0])
+            if x.kind != FLOAT:
+                return self.opaque(node)
+            if x.fresh:
+                return Value(FLOAT, x.dims, f"{x.receiver()}.{func[6:]}_()", True)
+            return Value(FLOAT, x.dims, self._splice(node, _changed(args, [x])), True)
+        if func == "float" and len(args) == 1 and _literal(args[0]) in ("inf", "-inf", "nan"):
+            return Value(SCALAR, frozenset(), self._segment(node))
+        if func == "torch.nn.functional.softplus" and len(args) == 1 and not keywords:
+            return self._elementwise(node, args)
+        if func == "torch.clamp" and args:
+            x = self.value(args[0])
+            bounds = [*args[1:], *keywords.values()]
+            if x.kind != FLOAT or not all(_is_number(b) for b in bounds):
+                return self.opaque(node)
+            if x.fresh:  # the bounds are numbers: the result has x's shape
+                rest = [self._segment(a) for a in args[1:]]
+                rest += [f"{k.arg}={self._segment(k.value)}" for k in node.keywords]
+                return Value(FLOAT, x.dims, f"{x.receiver()}.clamp_({', '.join(rest)})", True)
+            return Value(FLOAT, x.dims, self._splice(node, _changed(args[:1], [x])), True)
+        if func in ("torch.maximum", "torch.minimum", "torch.where") and not keywords:
+            return self._elementwise(node, args)
+        if func in _REDUCTIONS and len(args) == 1 and _keep_dims(keywords):
+            x = self.value(args[0])
+            axes = _literal(keywords.get("dim"))
+            if x.kind != FLOAT or x.dims is None or not isinstance(axes, tuple):
+                return self.opaque(node)
+            dims = x.dims - {self.order[a] for a in axes}
+            return Value(FLOAT, dims, self._splice(node, _changed(args, [x])), True)
+        if func in ("torch.softmax", "torch.log_softmax") and len(args) == 1:
+            x = self.value(args[0])
+            if x.kind != FLOAT:
+                return self.opaque(node)
+            return Value(FLOAT, x.dims, self._splice(node, _changed(args, [x])), True)
+        if func == "torch.take_along_dim" and len(args) == 2 and set(keywords) == {"dim"}:
+            x, index = self.value(args[0]), self.value(args[1])
+            axis = _literal(keywords["dim"])
+            if x.kind != FLOAT or x.dims is None or index.dims is None or not isinstance(axis, int):
+                return self.opaque(node)
+            dims = (x.dims - {self.order[axis]}) | index.dims
+            text = self._splice(node, _changed(args, [x, index]))
+            return Value(FLOAT, dims, text, True)
+        if func == "torch.as_tensor" and len(args) == 1 and set(keywords) == {"dtype"}:
+            x = self.value(args[0])
+            if x.kind == SCALAR and ast.unparse(keywords["dtype"]) == "dtype":
+                return Value(SCALAR, frozenset(), self._splice(node, _changed(args, [x])))
+            return self.opaque(node)
+        if (  # a mask as the computation's dtype: a new tensor (of a float one, an alias)
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr == "to"
+            and len(args) == 1
+            and not keywords
+            and ast.unparse(args[0]) == "dtype"
+        ):
+            x = self.value(node.func.value)
+            if x.kind in (BOOL, INT):
+                text = self._splice(node, _changed([node.func.value], [x]))
+                return Value(FLOAT, x.dims, text, True)
+            return self.opaque(node)
+        if (  # a one-hot's class positions, torch.arange(n_C, ...).reshape((1, n_C))
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr == "reshape"
+            and isinstance(node.func.value, ast.Call)
+            and ast.unparse(node.func.value.func) == "torch.arange"
+            and len(args) == 1
+            and isinstance(args[0], ast.Tuple)
+            and len(args[0].elts) == len(self.order)
+        ):
+            sizes = [ast.unparse(e) for e in args[0].elts]
+            dims = frozenset(d for d, size in zip(self.order, sizes, strict=True) if size != "1")
+            if all(size in ("1", f"n_{d}") for d, size in zip(self.order, sizes, strict=True)):
+                return Value(INT, dims, self._segment(node), True)
+        return self.opaque(node)
+
+    def _elementwise(self, node: ast.Call, args: list[ast.expr]) -> Value:
+        """A function that writes a new tensor of its broadcast arguments' dims."""
+        values = [self.value(a) for a in args]
+        text = self._splice(node, _changed(args, values))
+        tensors = [v for v in values if v.kind != SCALAR]
+        if not tensors or any(v.kind not in (FLOAT, BOOL) for v in tensors):
+            return Value(OTHER, None, text)
+        kind = FLOAT if any(v.kind == FLOAT for v in values[-2:]) else OTHER
+        return Value(kind, _union(values) if kind == FLOAT else None, text, True)
+
+
+def _changed(nodes: list[ast.expr], values: list[Value]) -> list[tuple[ast.AST, Value]]:
+    return list(zip(nodes, values, strict=True))
+
+
+def _is_name(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name)
+
+
+def _union(values: list[Value]) -> frozenset[str] | None:
+    dims: frozenset[str] = frozenset()
+    for v in values:
+        if v.kind == SCALAR:
+            continue
+        if v.dims is None:
+            return None
+        dims |= v.dims
+    return dims
+
+
+def _is_number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+
+
+def _literal(node: ast.expr | None) -> object:
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except ValueError:
+        return None
+
+
+def _keep_dims(keywords: dict[str | None, ast.expr]) -> bool:
+    keep = keywords.get("keepdim")
+    exact = set(keywords) == {"dim", "keepdim"}
+    return exact and isinstance(keep, ast.Constant) and keep.value is True

@@ -1,0 +1,211 @@
+"""In-place updates in the eager torch `_value_and_grad` (lossdsl.backends.inplace): the same
+results as the functional code, bitwise, and never a write into anything the caller or autograd
+can see (inputs, views of them, saved tensors, gradients handed out)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lossdsl  # noqa: E402
+from lossdsl import codegen, runtime, sign_merge, softplus_merge  # noqa: E402
+from lossdsl.backends import inplace  # noqa: E402
+from lossdsl.backends import torch as torch_backend  # noqa: E402
+from lossdsl.codegen import py_name  # noqa: E402
+from lossdsl.sampling import hard_points, random_points  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = sorted((ROOT / "specs").glob("*.loss")) + sorted((ROOT / "tests/examples").glob("*.loss"))
+LOSSES = [
+    (path, name)
+    for path in FILES
+    for name in re.findall(r"^loss (\w+)", path.read_text(), re.MULTILINE)
+]
+IDS = [f"{path.stem}:{name}" for path, name in LOSSES]
+
+
+def _modules(spec: lossdsl.Spec):
+    """The module as emitted (in place) and the same plan emitted functionally."""
+    plan = codegen.specialise(spec.stable_ir, spec.bind_params({}))
+    plan.value = softplus_merge.merge(sign_merge.merge(plan.value, plan.loss))
+    functional = torch_backend.emit(plan, in_place=False)
+    source = spec.emit("torch")
+    assert source != functional or "_(" not in source
+    ours = runtime.load_module(source, spec.name, f"inplace-{id(spec)}")
+    theirs = runtime.load_module(functional, spec.name, f"functional-{id(spec)}")
+    return getattr(ours, py_name(spec.name)), getattr(theirs, py_name(spec.name))
+
+
+def _inputs(spec: lossdsl.Spec, arrays) -> list:
+    out = []
+    for info, x in zip(spec.inputs, arrays, strict=True):
+        t = torch.as_tensor(x)
+        out.append(t if info.elem == "Index" else t.to(torch.float64))
+    return out
+
+
+def _value_and_grads(f, inputs: list, spec: lossdsl.Spec):
+    xs = [
+        x.detach().requires_grad_() if info.differentiated else x
+        for x, info in zip(inputs, spec.inputs, strict=True)
+    ]
+    value = f(*xs)
+    wrt = [x for x, info in zip(xs, spec.inputs, strict=True) if info.differentiated]
+    return value, (torch.autograd.grad(value, wrt) if value.requires_grad else ())
+
+
+def _same(a, b) -> bool:
+    return torch.equal(a, b) or (a.shape == b.shape and torch.equal(a.isnan(), b.isnan()))
+
+
+@pytest.mark.parametrize(("path", "name"), LOSSES, ids=IDS)
+def test_bitwise_equal_to_functional_and_inputs_untouched(path: Path, name: str) -> None:
+    spec = lossdsl.load(path, name)
+    if any(p.dims for p in spec.params):
+        pytest.skip("tensor params")
+    ours, theirs = _modules(spec)
+    points = random_points(spec.inputs, 2, seed=11) + hard_points(spec.inputs, seed=11)
+    for point in points:
+        inputs = _inputs(spec, point.inputs)
+        before = [x.clone() for x in inputs]
+        got_value, got = _value_and_grads(ours, inputs, spec)
+        want_value, want = _value_and_grads(theirs, inputs, spec)
+        assert _same(got_value, want_value), point.label
+        assert all(_same(g, w) for g, w in zip(got, want, strict=True)), point.label
+        assert all(torch.equal(x, y) for x, y in zip(inputs, before, strict=True))
+
+
+def _focal_like(n: int = 7):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, dtype=torch.float64, generator=gen)
+    t = (torch.rand(n, generator=gen) < 0.5).to(torch.float64)
+    return x, t
+
+
+def test_broadcast_and_shared_inputs_are_never_written() -> None:
+    """An input that is a broadcast view, or one tensor passed as two inputs, comes back as
+    it went in, and the results are the functional code's."""
+    spec = lossdsl.load(ROOT / "specs/contrastive.loss")
+    ours, theirs = _modules(spec)
+    gen = torch.Generator().manual_seed(2)
+    row = torch.randn(1, 5, dtype=torch.float64, generator=gen)
+    a = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    target = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    for x1, x2 in ((row.expand(4, 5), a), (a, a), (a, row.expand(4, 5))):
+        before = (row.clone(), a.clone())
+        results = []
+        for f in (ours, theirs):
+            p = x1.detach().requires_grad_()
+            q = p if x2 is x1 else x2.detach().requires_grad_()
+            value = f(p, q, target)
+            value.backward()
+            results.append((value.detach(), p.grad.clone(), q.grad.clone()))
+        assert all(torch.equal(g, w) for g, w in zip(*results, strict=True))
+        assert torch.equal(row, before[0]) and torch.equal(a, before[1])
+    focal = lossdsl.load(ROOT / "specs/focal.loss").compile("torch")
+    x = torch.randn(1, dtype=torch.float64).expand(6).requires_grad_()
+    t = torch.ones(1, dtype=torch.float64).expand(6)
+    kept = (x.detach().clone(), t.clone())
+    focal(x, t).backward()
+    assert torch.equal(x.detach(), kept[0]) and torch.equal(t, kept[1])
+
+
+def test_retain_graph_recomputes_bitwise_and_create_graph_is_functional() -> None:
+    spec = lossdsl.load(ROOT / "specs/focal.loss")
+    f = spec.compile("torch")
+    x, t = _focal_like()
+    x.requires_grad_()
+    kept = (x.detach().clone(), t.clone())
+    loss = f(x, t)
+    grads = []
+    for _ in range(3):  # the first hands out the forward's gradient, later ones recompute
+        x.grad = None
+        loss.backward(retain_graph=True)
+        grads.append(x.grad.clone())
+    assert all(torch.equal(g, grads[0]) for g in grads)
+    (g,) = torch.autograd.grad(f(x, t), x, create_graph=True)
+    assert g.requires_grad  # `_grad`: another CSE of the same formula, equal to rounding
+    torch.testing.assert_close(g.detach(), grads[0], rtol=1e-12, atol=1e-15)
+    (hessian_diag,) = torch.autograd.grad(g.sum(), x)
+    assert torch.isfinite(hessian_diag).all()
+    assert torch.equal(x.detach(), kept[0]) and torch.equal(t, kept[1])
+
+
+def test_only_the_joint_function_updates_in_place() -> None:
+    """`_value` (also run under torch.func transforms and by compiled mode) and `_grad`
+    (differentiated under create_graph=True) stay functional, and no in-place update has an
+    argument of the function as its receiver."""
+    for path, name in LOSSES:
+        source = lossdsl.load(path, name).emit("torch")
+        functions = {f.name: f for f in ast.parse(source).body if isinstance(f, ast.FunctionDef)}
+        for fn in ("_value", "_grad"):
+            text = ast.unparse(functions[fn])
+            assert not re.search(r"\.\w+_\(|out=", text), (name, fn)
+        joint = functions.get("_value_and_grad")
+        if joint is None:
+            continue
+        args = {a.arg for a in joint.args.args}
+        for node in ast.walk(joint):
+            func = getattr(node, "func", None)
+            if isinstance(func, ast.Attribute) and re.fullmatch(r"[a-z]\w*_", func.attr):
+                receiver = func.value
+                assert not (isinstance(receiver, ast.Name) and receiver.id in args), name
+            for keyword in getattr(node, "keywords", []):
+                if keyword.arg == "out":
+                    assert isinstance(keyword.value, ast.Name), name
+                    assert keyword.value.id not in args, name
+
+
+LEAVES = {
+    "x": inplace.Leaf(inplace.FLOAT, frozenset({"N", "D"})),
+    "w": inplace.Leaf(inplace.FLOAT, frozenset({"N"})),
+    "i": inplace.Leaf(inplace.INT, frozenset({"N"})),
+    "n_N": inplace.Leaf(inplace.SCALAR),
+}
+
+
+def _rewrite(*lines: str) -> list[str]:
+    return inplace.rewrite(list(lines), LEAVES, ("N", "D"))
+
+
+def test_rewrite_updates_fresh_buffers_of_the_result_shape() -> None:
+    assert _rewrite("a = torch.exp(x)*x*2", "return a") == [
+        "a = torch.exp(x).mul_(x).mul_(2)",
+        "return a",
+    ]
+    # a temporary at its last use takes the update; its earlier uses read it as it was
+    assert _rewrite("a = torch.exp(x)", "b = a*a", "c = a + w", "return b, c") == [
+        "a = torch.exp(x)",
+        "b = a*a",
+        "c = a.add_(w)",
+        "return b, c",
+    ]
+    # `a - b` and `a / b` into b (bitwise the same); `1 / b` is reciprocal_
+    assert _rewrite("a = x*2", "b = 1 - a", "return b")[1] == "b = torch.sub(1, a, out=a)"
+    assert _rewrite("a = x*2", "b = 1 / a", "return b")[1] == "b = a.reciprocal_()"
+
+
+def test_rewrite_never_writes_inputs_views_smaller_or_integer_tensors() -> None:
+    unchanged = [
+        ("a = -x", "return a"),  # an input
+        ("a = w*2", "b = a*x", "return b"),  # a [N] buffer cannot hold the [N, D] result
+        ("a = x*2", "b = torch.broadcast_to(a, x.shape)", "c = a*3", "return b, c"),  # a view
+        ("a = x*2", "b = a", "c = a*3", "return b, c"),  # another name for it
+        ("a = x*2", "return a*3, a"),  # returned
+        ("a = i*2", "b = a*w", "return b"),  # integers
+        ("a = (x > 0)", "b = -a", "return b"),  # booleans
+        ("t = torch.as_tensor(1 / n_N, dtype=dtype)", "b = t*2", "return b"),  # 0-d
+        ("a = x[:, 0:1]", "b = a*2", "return b"),  # a slice of an input
+        ("a = x*2", "b = f(a)", "c = a*3", "return b, c"),  # an unknown function
+    ]
+    for body in unchanged:
+        out = _rewrite(*body)
+        assert not any(re.search(r"\.\w+_\(|out=", line) for line in out), (body, out)
+    # a fresh result may take the update, never the input beside it
+    assert _rewrite("a = (x*2)*w", "return a")[0] == "a = (x*2).mul_(w)"
+    assert _rewrite("a = w*(x*2)", "return a")[0] == "a = (x*2).mul_(w)"
