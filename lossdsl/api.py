@@ -8,6 +8,7 @@ focal = spec.compile("torch", gamma=2.0)
 
 from __future__ import annotations
 
+import functools
 import json
 from functools import cached_property
 from pathlib import Path
@@ -108,20 +109,31 @@ class Spec:
             bound[info.name] = value
         return bound
 
-    def emit(self, backend: str = "torch", /, **params: Any) -> str:
-        """The standalone module source (what `lossdsl compile` writes)."""
-        bound = self.bind_params(params)
-        return self._source(backend, bound)[0]
+    def emit(
+        self,
+        backend: str = "torch",
+        /,
+        *,
+        mode: str = "eager",
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """The standalone module source (what `lossdsl compile` writes). ``mode="compiled"``
+        (torch): the source :meth:`compile` passes through ``torch.compile``, shaped for a
+        fusing compiler (functional, transcendental functions recomputed where used)."""
+        _check_mode(mode)
+        bound = self.bind_params({**(params or {}), **kwargs})
+        return self._source(backend, bound, fused=mode == "compiled" and backend == "torch")[0]
 
     def _source(
-        self, backend: str, bound: dict[str, Any], reference: bool = False
+        self, backend: str, bound: dict[str, Any], reference: bool = False, fused: bool = False
     ) -> tuple[str, str]:
         if backend not in BACKENDS:
             raise BackendError(
                 None, f"unknown backend `{backend}`", f"choose one of: {', '.join(BACKENDS)}"
             )
         scalars = {k: v for k, v in bound.items() if isinstance(v, float)}
-        kind = backend + ("-ref" if reference else "")
+        kind = backend + ("-ref" if reference else "") + ("-compiled" if fused else "")
         key = cache.key(_fingerprint(self.checked), self.name, scalars, kind)
 
         def build() -> str:
@@ -133,6 +145,9 @@ class Spec:
                 return emitter.emit_reference(codegen.specialise(self.ir, bound))
             plan = codegen.specialise(self.stable_ir, bound)
             plan.value = softplus_merge.merge(sign_merge.merge(plan.value, plan.loss))
+            if fused:  # torch.compile fuses; in-place updates would only hide buffers from it
+                plan.recompute = True
+                return emitter.emit(plan, in_place=False)
             return emitter.emit(plan)
 
         return cache.source(key, build), key
@@ -155,8 +170,7 @@ class Spec:
             params: param values, for a loss with a param named like an argument here.
             **kwargs: param values by name.
         """
-        if mode not in ("eager", "compiled"):
-            raise BackendError(None, f"unknown mode `{mode}`", "use mode='eager' or 'compiled'")
+        _check_mode(mode)
         return self._load(backend, {**(params or {}), **kwargs}, reference=False, mode=mode)
 
     def reference(self, backend: str = "torch", **params: Any) -> runtime.CompiledLoss:
@@ -169,9 +183,14 @@ class Spec:
     ) -> runtime.CompiledLoss:
         runtime.framework(backend)
         bound = self.bind_params(params)
-        source, key = self._source(backend, bound, reference)
-        load = runtime.load_compiled if mode == "compiled" and backend == "torch" else None
-        key = key + ("-compiled" if load else "")
+        fused = mode == "compiled" and backend == "torch" and not reference
+        source, key = self._source(backend, bound, reference, fused)
+        load = None
+        if fused:
+            binary = tuple(
+                codegen.py_name(i.name) for i in self.checked.inputs if i.elem == "Binary"
+            )
+            load = functools.partial(runtime.load_compiled, binary=binary)
         module = _modules.get(key)
         if module is None:
             module = (load or runtime.load_module)(source, self.name, key)
@@ -188,6 +207,11 @@ class Spec:
 
 
 _modules: dict[str, Any] = {}
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("eager", "compiled"):
+        raise BackendError(None, f"unknown mode `{mode}`", "use mode='eager' or 'compiled'")
 
 
 def _fingerprint(checked: CheckedLoss) -> str:

@@ -48,7 +48,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     import lossdsl
 
     spec = lossdsl.load(args.file, args.loss)
-    source = spec.emit(args.target, **_params(args.param))
+    source = spec.emit(args.target, mode=args.mode, params=_params(args.param))
     if args.output:
         Path(args.output).write_text(source, encoding="utf-8")
         print(f"wrote {args.output} ({spec.name}, {args.target})", file=sys.stderr)
@@ -88,6 +88,13 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", metavar="OUT.py")
     comp.add_argument("--loss", help="which loss of the file (default: the last)")
     comp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    comp.add_argument(
+        "--mode",
+        choices=("eager", "compiled"),
+        default="eager",
+        help="torch: the source for eager use, or the one mode='compiled' runs through "
+        "torch.compile (default: eager)",
+    )
     comp.set_defaults(run=cmd_compile)
 
     ver = sub.add_parser("verify", help="check generated gradients numerically")

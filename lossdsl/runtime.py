@@ -5,7 +5,7 @@ input's declaration.
 
 from __future__ import annotations
 
-import functools
+import inspect
 import linecache
 import sys
 import warnings
@@ -29,16 +29,59 @@ def load_module(source: str, name: str, cache_key: str) -> ModuleType:
     return module
 
 
-def load_compiled(source: str, name: str, cache_key: str) -> ModuleType:
+def load_compiled(
+    source: str, name: str, cache_key: str, binary: tuple[str, ...] = ()
+) -> ModuleType:
     """The torch module again, its `_value`, `_grad` and (for a scalar loss) `_value_and_grad`
     run through `torch.compile` (fused kernels, recompiled per shape and dtype by dynamo's
     guards); where no compiler works on this machine they fall back, with a warning, to the
-    same functions run eagerly."""
+    same functions run eagerly. The forward functions also check the inputs named in
+    ``binary`` (the Python names of `Binary` inputs) inside the compiled graph, where the check
+    shares the pass that reads them anyway."""
     module = load_module(source, name, cache_key + "_compiled")
     for function in ("_value", "_grad", "_value_and_grad"):
         if function in module.__dict__:
-            module.__dict__[function] = _compile_with_fallback(module.__dict__[function])
+            fn = module.__dict__[function]
+            checked = binary and function != "_grad"  # `_grad` runs after a checked forward
+            module.__dict__[function] = (
+                _with_binary_check(fn, binary) if checked else _compile_with_fallback(fn)
+            )
     return module
+
+
+class NotBinary(Exception):
+    """A `Binary` input of a compiled forward holds a value other than 0 and 1."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _with_binary_check(fn: Callable[..., Any], binary: tuple[str, ...]) -> Callable[..., Any]:
+    """``fn`` compiled together with max(|x * (1 - x)|) of each `Binary` argument (0 exactly
+    when every element is 0 or 1; NaN fails too), raising :class:`NotBinary` after the call.
+    While tracing or under torch.func transforms (no concrete values) ``fn`` runs unchecked."""
+    import torch
+
+    names = list(inspect.signature(fn).parameters)
+    where = [(names.index(n), n) for n in binary if n in names]
+
+    def with_violations(*args: Any) -> Any:
+        return fn(*args), [torch.amax(torch.abs(args[i] * (1 - args[i]))) for i, _ in where]
+
+    joint = _compile_with_fallback(with_violations)
+    plain = _compile_with_fallback(fn)
+
+    def call(*args: Any) -> Any:
+        if not _eager("torch", args) or any(args[i].numel() == 0 for i, _ in where):
+            return plain(*args)
+        out, violations = joint(*args)
+        for (_, name), violation in zip(where, violations, strict=True):
+            if not bool(violation == 0):
+                raise NotBinary(name)
+        return out
+
+    return call
 
 
 def _compile_with_fallback(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,7 +134,7 @@ class CompiledLoss:
         fused_checks: bool = False,
     ) -> None:
         self.loss = loss
-        self.fused_checks = fused_checks  # value checks through torch.compile too
+        self.fused_checks = fused_checks  # Binary inputs checked in the compiled graph
         self.module = module
         self.backend = backend
         self.fn: Callable[..., Any] = getattr(module, py_name(loss.name))
@@ -114,12 +157,16 @@ class CompiledLoss:
         params = {**self.tensor_params, **tensor_params}
         if _eager(self.backend, inputs):
             _check_indices(self.backend, declared, inputs)
-            _check_binary(declared, inputs, self.fused_checks)
+            if not self.fused_checks:  # compiled mode checks Binary inputs in its graph
+                _check_binary(declared, inputs)
             _check_tensor_params(self.backend, self.loss, inputs, params)
         try:
             return self.fn(*inputs, **{py_name(k): v for k, v in params.items()})
         except self.module.LossInputError as exc:
             raise CallError(_span_for(declared, str(exc)), str(exc), _HELP) from None
+        except NotBinary as exc:
+            (info,) = [i for i in declared if py_name(i.name) == exc.name]
+            raise _not_binary(info) from None
 
 
 _HELP = "pass tensors with the declared dims (the same size for the same dim name)"
@@ -148,9 +195,7 @@ def _eager(backend: str, inputs: tuple[Any, ...]) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in inputs)
 
 
-def _check_binary(
-    declared: tuple[InputInfo, ...], inputs: tuple[Any, ...], fused: bool = False
-) -> None:
+def _check_binary(declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> None:
     """A `Binary` input holds 0s and 1s: the loss is compiled for exactly those values (the
     Binary split selects a branch by `t == 1`), so anything else would be a silent wrong
     answer."""
@@ -159,27 +204,29 @@ def _check_binary(
             continue
         if hasattr(x, "numel") and x.numel() == 0:
             continue
-        if not _is_binary(x, fused):
-            raise CallError(
-                info.span,
-                f"input `{info.name}` is Binary but holds values other than 0 and 1",
-                f"pass 0/1 labels; for soft labels declare `{info.name}` as `Prob`",
-            )
+        if not _is_binary(x):
+            raise _not_binary(info)
 
 
-def _is_binary(x: Any, fused: bool = False) -> bool:
+def _not_binary(info: InputInfo) -> CallError:
+    return CallError(
+        info.span,
+        f"input `{info.name}` is Binary but holds values other than 0 and 1",
+        f"pass 0/1 labels; for soft labels declare `{info.name}` as `Prob`",
+    )
+
+
+def _is_binary(x: Any) -> bool:
     """Whether every element is 0 or 1. For a torch tensor: its range in one pass, then, for
     floats, sum(x * (1 - x)) (terms >= 0, so 0 only if all are) a chunk at a time: no
-    full-size temporary, about a quarter of the time of `((x == 0) | (x == 1)).all()`. With
-    ``fused`` (compiled mode), max(|x * (1 - x)|) == 0 through torch.compile: one pass."""
+    full-size temporary, about a quarter of the time of `((x == 0) | (x == 1)).all()`.
+    (Compiled mode checks inside its own graph instead: :func:`_with_binary_check`.)"""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(x, torch.Tensor):
         return bool(((x == 0) | (x == 1)).all())
     flat = x.reshape(-1)
     if flat.dtype == torch.bool:
         return True
-    if fused and flat.is_floating_point():
-        return bool(_fused_binary_violation()(flat) == 0)  # NaN fails too
     low, high = torch.aminmax(flat)
     if not (low >= 0 and high <= 1):  # NaN fails here too
         return False
@@ -188,17 +235,9 @@ def _is_binary(x: Any, fused: bool = False) -> bool:
     return all(chunk.dot(1 - chunk) == 0 for chunk in flat.split(1 << 18))
 
 
-@functools.cache
-def _fused_binary_violation() -> Callable[[Any], Any]:
-    import torch
-
-    def violation(x: Any) -> Any:  # 0 exactly when every element is 0 or 1
-        return torch.amax(torch.abs(x * (1 - x)))
-
-    return _compile_with_fallback(violation)
-
-
 def _check_indices(backend: str, declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> None:
+    if not any(info.elem == "Index" for info in declared):
+        return  # (every call comes here: no work for losses without class indices)
     sizes = _sizes(declared, inputs)
     for info, x in zip(declared, inputs, strict=True):
         if info.elem != "Index" or info.of not in sizes or not hasattr(x, "shape"):
@@ -231,6 +270,8 @@ def _sizes(declared: tuple[InputInfo, ...], inputs: tuple[Any, ...]) -> dict[str
 def _check_tensor_params(
     backend: str, loss: CheckedLoss, inputs: tuple[Any, ...], params: dict[str, Any]
 ) -> None:
+    if not params:
+        return
     sizes = _sizes(loss.inputs, inputs)
     for info in loss.params:
         if info.name not in params:

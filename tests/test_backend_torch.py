@@ -4,6 +4,7 @@ gradients vs autograd and finite differences, transforms, and call-time errors."
 from __future__ import annotations
 
 import ast
+import re
 from functools import partial
 from pathlib import Path
 
@@ -348,6 +349,31 @@ def test_compiled_mode_with_inductor_matches_eager() -> None:
     torch.testing.assert_close(got, want)
 
 
+def test_compiled_mode_source_recomputes_transcendentals_functionally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mode="compiled" compiles its own source: no in-place updates, and each full-size
+    sigmoid written where it is used (inductor would otherwise write a shared one to memory
+    and read it back); the small per-row temporaries stay shared. Same values as eager."""
+    text = (SPECS / "tversky.loss").read_text()
+    spec = lossdsl.parse(text, "fused_tversky.loss")
+    source = spec.emit("torch", mode="compiled")
+    assert source != spec.emit("torch")
+    body = source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
+    assert body.count("torch.sigmoid(logits)") == 3  # tp, fp and the gradient
+    assert "= torch.sigmoid(" not in body
+    assert not re.search(r"\.[a-z]\w*_\(", body)  # functional
+    assert re.search(r"\n    t\d+ = .*torch\.sum\(", body)  # a row sum, shared
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
+    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
+    logits = torch.randn(3, 50, dtype=torch.float64, requires_grad=True)
+    target = (torch.rand(3, 50) < 0.4).double()
+    (want,) = torch.autograd.grad(eager(logits, target), logits)
+    (got,) = torch.autograd.grad(fused(logits, target), logits)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(fused(logits, target), eager(logits, target))
+
+
 def test_unknown_mode_is_an_error() -> None:
     with pytest.raises(lossdsl.BackendError, match="unknown mode"):
         load("focal").compile("torch", mode="fast")
@@ -361,6 +387,9 @@ def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
     f = load("focal").compile("torch", mode=mode)
     with pytest.raises(lossdsl.CallError, match="Binary but holds values other than 0 and 1"):
         f(torch.zeros(3), torch.tensor(bad))
+    with pytest.raises(lossdsl.CallError, match="Binary") as caught:  # value and gradient
+        f(torch.zeros(3, requires_grad=True), torch.tensor(bad))
+    assert caught.value.span is not None and caught.value.span.line > 0  # names `target`
     big = torch.zeros(600_000)  # more than one chunk of the eager check
     big[-1] = 1.0 if bad[1] != bad[1] else bad[1]
     if big[-1] not in (0.0, 1.0):
@@ -380,7 +409,7 @@ def test_cross_entropy_gradient_reuses_the_forward_log_softmax() -> None:
     spec = lossdsl.load(SPECS / "cross_entropy.loss")
     source = spec.emit("torch")
     joint = source.split("def _value_and_grad")[1].split("\ndef ")[0]
-    assert joint.count("softmax(") == 1 and "torch.exp(" in joint
+    assert joint.count("softmax(") == 1 and ("torch.exp(" in joint or ".exp_()" in joint)
     f = spec.compile("torch")
     gen = torch.Generator().manual_seed(5)
     logits = torch.randn(7, 11, dtype=torch.float64, generator=gen, requires_grad=True)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lossdsl.cli import main
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
+
+SPECS = ROOT / "specs"
 
 BAD = "loss f(x: Real[N]) {\n    y = mean(x)\n    return y + z\n}\n"
 
@@ -153,6 +155,17 @@ def test_compile_to_stdout_with_a_param(capsys: pytest.CaptureFixture[str]) -> N
     )
     assert code == 0
     assert "gamma = 0.5" in out
+
+
+def test_compile_emits_the_compiled_mode_source(capsys: pytest.CaptureFixture[str]) -> None:
+    import lossdsl
+
+    code, out, _ = run(
+        capsys, "compile", str(SPECS / "tversky.loss"), "--target", "torch", "--mode", "compiled"
+    )
+    assert code == 0
+    spec = lossdsl.load(SPECS / "tversky.loss")
+    assert out == spec.emit("torch", mode="compiled") != spec.emit("torch")
 
 
 def test_compile_reports_a_bad_param(capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,3 +100,35 @@ def test_py_name_never_shadows_generated_names() -> None:
     assert codegen.py_name("lambda") == "lambda_"
     assert codegen.py_name("__import__") == "v__import__"
     assert codegen.py_name("logits") == "logits"
+
+
+def _huber_plan(delta: float) -> codegen.Plan:
+    spec = lossdsl.parse(
+        "loss h(x: Real[N], t: Real[N]) { param delta: Positive = 1.0\n d = x - t\n"
+        " return mean(if abs(d) < delta then 0.5 * d^2 else delta * (abs(d) - 0.5 * delta)) }"
+    )
+    return codegen.with_gradients(codegen.specialise(spec.stable_ir, {"delta": delta}))
+
+
+@pytest.mark.parametrize("delta", [1.0, 2.5])
+def test_huber_branches_become_one_shared_clamp(delta: float) -> None:
+    plan = _huber_plan(delta)
+    x, t = plan.loss.input_symbols.values()
+    grad = plan.grads["x"].xreplace({codegen.cotangent(plan): sympy.Integer(1)})
+    for before in (plan.value, grad):
+        after = codegen._tidy(before)
+        assert not after.has(sympy.Piecewise) and after.has(ir.Clamp)
+        (region,) = before.atoms(sympy.Piecewise)  # the elementwise loss or slope
+        for u in (-7.0, -delta, -0.9 * delta, 0.0, 0.3, delta, 40.0):  # both sides, the kinks
+            point = {x: u + 3.0, t: 3.0}
+            want = float(region.subs(point))
+            got = float(codegen._tidy(region).subs(point))
+            assert abs(want - got) <= 1e-12 * max(1.0, abs(want)), (u, want, got)
+
+
+def test_branches_that_are_not_huber_shaped_stay() -> None:
+    spec = lossdsl.parse(
+        "loss f(x: Real[N]) { return mean(if abs(x) < 1 then x^2 else abs(x)) }"  # not C1
+    )
+    plan = codegen.specialise(spec.stable_ir, {})
+    assert codegen._tidy(plan.value).has(sympy.Piecewise)
