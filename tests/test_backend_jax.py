@@ -246,3 +246,123 @@ def test_loss_with_output_dims_keeps_forward_mode_tangent() -> None:
 
     np.testing.assert_allclose(jax.jacrev(f)(x, t), jax.jacrev(want)(x), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(jax.jacfwd(f)(x, t), jax.jacfwd(want)(x), rtol=1e-10, atol=1e-12)
+
+
+# Trimmed layout: the JAX backend drops the trailing size-1 axes of every value (a per-row
+# value of a [N, D] loss is [N], not [N, 1]) and pads with `[..., None]` where a lower-rank
+# value meets a higher-rank one. XLA:CPU reduces an elementwise chain over [N, 1] more than ten
+# times slower than over [N].
+_ELEMENTWISE_N1 = re.compile(
+    r"= f(32|64)\[7,1\]\{1,0\} (add|subtract|multiply|divide|maximum|minimum|select|compare|"
+    r"negate|exponential|log|sqrt|rsqrt|sign)\("
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "shapes", "argnums"),
+    [
+        ("giou", [(7, 4), (7, 4)], (0, 1)),
+        ("triplet", [(7, 5)] * 3, (0, 1, 2)),
+        ("contrastive", [(7, 5), (7, 5), (7,)], (0, 1)),
+        ("cosine_embedding", [(7, 5), (7, 5), (7,)], (0, 1)),
+    ],
+)
+def test_per_row_values_are_one_dimensional_in_the_compiled_step(
+    name: str, shapes: list[tuple[int, ...]], argnums: tuple[int, ...]
+) -> None:
+    f = lossdsl.load(SPECS / f"{name}.loss").compile("jax")
+    rng = np.random.default_rng(3)
+    args = [jnp.asarray(rng.uniform(0.5, 2.0, size=s)) for s in shapes]
+    step = jax.jit(jax.value_and_grad(f, argnums=argnums))
+    hlo = step.lower(*args).compile().as_text()
+    assert "[7]" in hlo
+    assert not _ELEMENTWISE_N1.search(hlo), _ELEMENTWISE_N1.search(hlo)
+    value, grads = step(*args)
+    assert value.shape == () and [g.shape for g in grads] == [shapes[i] for i in argnums]
+
+
+def test_giou_components_and_reductions_are_trimmed() -> None:
+    source = lossdsl.load(SPECS / "giou.loss").emit("jax")
+    rule = ast.unparse(_jvp_rule(source))
+    assert "pred__0 = pred[:, 0]" in rule and "d_target__3 = d_target[:, 3]" in rule
+    assert "keepdims" not in source and "0:1" not in source
+    assert re.search(r"jnp\.sum\([^;]*, axis=\(0,\)\)", rule)
+
+
+def test_triplet_row_norms_are_vectors_padded_where_they_meet_rows() -> None:
+    rule = ast.unparse(_jvp_rule(lossdsl.load(SPECS / "triplet.loss").emit("jax")))
+    assert "d_pos = jnp.sqrt(jnp.sum(t2 * t2, axis=(1,)))" in rule
+    assert "t8[..., None]" in rule and "keepdims" not in rule
+
+
+# Reductions over a middle dim keep it (size 1); trailing ones go. Each loss against the same
+# formula written in jax.numpy, value and gradient.
+_TRIMMED = [
+    (
+        "loss f(x: Real[N, C, K]) { return sum(sum[C](x) * sum[K](x) * x) }",
+        lambda x: jnp.sum(x.sum(1)[:, None, :] * x.sum(2)[:, :, None] * x),
+        [(3, 4, 5)],
+        "jnp.sum(x, axis=(1,), keepdims=True)",
+    ),
+    (
+        "loss g(x: Real[N, C], w: Real[C]) { return sum(max[N](x) * w) + sum(norm[C](x)) }",
+        lambda x, w: jnp.sum(x.max(0) * w) + jnp.sum(jnp.sqrt(jnp.sum(x * x, 1))),
+        [(3, 4), (4,)],
+        "jnp.max(x, axis=(0,), keepdims=True)",
+    ),
+    (
+        "loss k(b: Real[4, N]) {\n p, q, r, s = b\n return sum(p * q + r * s * s) }",
+        lambda b: jnp.sum(b[0] * b[1] + b[2] * b[3] ** 2),
+        [(4, 6)],
+        "b__0 = b[0:1]",
+    ),
+    (
+        "loss h(x: Real[N, C], w: Real[N]) { return sum(w * logsumexp[C](x)) }",
+        lambda x, w: jnp.sum(w * jax.nn.logsumexp(x, axis=1)),
+        [(3, 4), (3,)],
+        "w = w[:, 0]",
+    ),
+    (
+        "loss m(x: Real[N, C, K], t: Index[N] of C) { return sum(log_softmax[C](x)[t]) }",
+        None,  # below: needs the index
+        [(3, 4, 5)],
+        "t = t[:, 0, 0]",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_TRIMMED)))
+def test_trimmed_layout_values_and_gradients(case: int) -> None:
+    text, want, shapes, snippet = _TRIMMED[case]
+    spec = lossdsl.parse(text)
+    assert snippet in spec.emit("jax")
+    f = spec.compile("jax")
+    rng = np.random.default_rng(case)
+    args = [jnp.asarray(rng.normal(size=s)) for s in shapes]
+    if want is None:
+        t = jnp.array([0, 3, 1])
+        args.append(t)
+        want = lambda x, t0=t: jnp.sum(  # noqa: E731
+            jnp.take_along_axis(jax.nn.log_softmax(x, axis=1), t0[:, None, None], axis=1)
+        )
+        argnums: tuple[int, ...] = (0,)
+    else:
+        argnums = tuple(range(len(shapes)))
+    got, got_grads = jax.jit(jax.value_and_grad(f, argnums=argnums))(*args)
+    ref, ref_grads = jax.value_and_grad(want, argnums=argnums)(*args[: len(shapes)])
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    for g, r in zip(got_grads, ref_grads, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_trimmed_tensor_param() -> None:
+    spec = lossdsl.parse(
+        "loss f(x: Real[N, C]) {\n    param w: Real[N] = 1\n    return sum(w * logsumexp[C](x))\n}"
+    )
+    w = jnp.asarray([1.0, 2.0, 3.0])
+    assert "w = w[:, 0]" in spec.emit("jax", w=w)
+    f = spec.compile("jax", w=w)
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(3, 4)))
+    want = lambda x0: jnp.sum(w * jax.nn.logsumexp(x0, axis=1))  # noqa: E731
+    np.testing.assert_allclose(f(x), want(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(jax.grad(f))(x), jax.grad(want)(x), rtol=1e-10)
