@@ -323,12 +323,12 @@ def emit(plan: Plan, in_place: bool = True) -> str:
         "",
     ]
     if unit is None:
-        lines += _function_class(cls, args)
-        entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}})")
+        lines += [*_function_class(cls, args), "", "", *_plain_class(cls)]
+        entry = entry_function(plan, DIALECT, "_function().apply({args})")
     else:
         lines += [*_joint_function(plan, unit, reserved, in_place), "", ""]
         lines += [*_dispatch(plan, in_place), "", "", *_UNIT, "", ""]
-        lines += _joint_class(plan, cls, args)
+        lines += [*_joint_class(plan, cls, args), "", "", *_plain_class(cls)]
         needs = [
             f"grad_on and {py_name(i.name)}.requires_grad" if i in plan.wrt else "False"
             for i in plan.loss.inputs
@@ -337,7 +337,7 @@ def emit(plan: Plan, in_place: bool = True) -> str:
             "grad_on = torch.is_grad_enabled()",
             f"needs = ({', '.join(needs)}{',' if len(needs) == 1 else ''})",
         )
-        entry = entry_function(plan, DIALECT, f"{cls}.apply({{args}}, needs)[0]", before)
+        entry = entry_function(plan, DIALECT, "_function().apply({args}, needs)[0]", before)
     lines += ["", "", *entry, ""]
     return "\n".join(lines)
 
@@ -397,6 +397,30 @@ def _function_class(cls: str, args: str) -> list[str]:
         "    @staticmethod",
         "    def backward(ctx, grad):",
         "        return _grad(*ctx.saved_tensors, grad, ctx.needs_input_grad)",
+    ]
+
+
+def _plain_class(cls: str) -> list[str]:
+    """The same Function in the form without `setup_context`, and `_function()`, which picks
+    it outside torch.func transforms and tracing. `Function.apply` binds the arguments of a
+    Function with `setup_context` to `forward`'s signature (`inspect.signature` on every call,
+    about 30 us on this machine); torch.func transforms and dynamo need that form."""
+    plain = cls.removesuffix("Function") + "Plain"
+    return [
+        f"class {plain}({cls}):",
+        "    @staticmethod",
+        "    def forward(ctx, *inputs):",
+        f"        output = {cls}.forward(*inputs)",
+        f"        {cls}.setup_context(ctx, inputs, output)",
+        "        return output",
+        "",
+        "    setup_context = torch.autograd.Function.setup_context  # not defined: no binding",
+        "",
+        "",
+        "def _function():",
+        "    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():",
+        f"        return {cls}",
+        f"    return {plain}",
     ]
 
 
