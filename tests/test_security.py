@@ -193,7 +193,8 @@ def test_the_checker_rejects_what_it_should() -> None:
         good + "\ndef helper():\n    return 1\n",
         good.replace("return (_value(x),)", "return (eval('x'),)"),
         good.replace("return (_value(x),)", "return (x.__class__,)"),
-        good.replace("    return _FFunction.apply", "    print('x')\n    return _FFunction.apply"),
+        good.replace("    return _function()", "    print('x')\n    return _function()"),
+        good.replace("class _FPlain(_FFunction):", "class _FPlain(torch.autograd.Function):"),
     ]
     for source in bad:
         assert source != good

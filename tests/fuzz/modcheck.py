@@ -3,8 +3,9 @@ text reaches emitted source only as validated identifiers, numbers and escaped d
 
 At top level: the module docstring, ``import torch`` (or ``import jax``, ``jax.numpy as jnp``,
 ``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``,
-``_grad``, ``_value_and_grad``, ``_joint`` and ``_unit`` (torch) or ``_<loss>``/``_<loss>_jvp``
-(JAX) functions, the private ``_...Function`` class (torch) and the public loss function.
+``_grad``, ``_value_and_grad``, ``_joint``, ``_unit`` and ``_function`` (torch) or
+``_<loss>``/``_<loss>_jvp`` (JAX) functions, the private ``_...Function`` class and its
+``_...Plain`` subclass (torch) and the public loss function.
 Anywhere: no other import, no ``del`` but of a local name, no ``global``, no access to dunder
 attributes, no call of a builtin that reaches outside the computation, and string literals only
 as docstrings or inside ``raise LossInputError(...)`` messages. (In-place updates such as
@@ -52,6 +53,7 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         "_value_and_grad",
         "_joint",
         "_unit",
+        "_function",
         f"_{public}",
         f"_{public}_jvp",
         public,
@@ -95,6 +97,9 @@ def _check_top(node: ast.stmt, backend: str, functions: set[str]) -> None:
         elif backend == "torch" and re.fullmatch(r"_\w*Function", node.name):
             if [ast.unparse(b) for b in node.bases] != ["torch.autograd.Function"]:
                 raise _fail(f"class `{node.name}` is not a torch.autograd.Function", node)
+        elif backend == "torch" and re.fullmatch(r"_\w*Plain", node.name):
+            if [ast.unparse(b) for b in node.bases] != [node.name[: -len("Plain")] + "Function"]:
+                raise _fail(f"class `{node.name}` does not derive from its Function", node)
         else:
             raise _fail(f"defines class `{node.name}`", node)
     elif isinstance(node, ast.FunctionDef):
