@@ -72,7 +72,8 @@ class Plan:
     tangent: sympy.Expr | None = None
     wrt: list[InputInfo] = field(default_factory=list)
     # For code a compiler fuses (torch.compile): a transcendental function of a full-size
-    # tensor is recomputed at each use instead of shared (see `_recompute_heavy`).
+    # tensor is recomputed at each use instead of shared (see `_recompute_heavy`), and
+    # Huber-shaped branches stay branches (see `_tidy`).
     recompute: bool = False
 
     @property
@@ -219,12 +220,14 @@ class Program:
     dims: dict[sympy.Basic, frozenset[str]] = field(default_factory=dict)  # of temporaries
 
 
-def _tidy(expr: sympy.Basic) -> sympy.Basic:
+def _tidy(expr: sympy.Basic, clamp: bool = True) -> sympy.Basic:
     """Fewer kernels before CSE: whole floats become integers (``1.0*x`` is ``x``, ``x**2.0``
     is ``x**2``), ``exp(-k*softplus(u))`` becomes ``sigmoid(-u)^k``, common factors leave sums
-    (``factor_terms``), and a minus sign every branch of a ``Piecewise`` has moves outside it
+    (``factor_terms``), a minus sign every branch of a ``Piecewise`` has moves outside it
     (``where(c, -a, -b)`` is ``-where(c, a, b)``, which CSE then shares with ``where(c, a,
-    b)``)."""
+    b)``), and, with ``clamp``, Huber-shaped branches share one clamp (``_clamp_form``). The
+    clamp saves eager kernels; fused, the branches cost less arithmetic than ``c*u - c^2/2``
+    (huber at 1e7 float32 under torch.compile: 24.7 ms with branches, 26.0 ms clamped)."""
     whole = {  # small ones: a huge Python int overflows where arrays take it as a number
         f: sympy.Integer(int(f))
         for f in expr.atoms(sympy.Float)
@@ -234,6 +237,8 @@ def _tidy(expr: sympy.Basic) -> sympy.Basic:
         expr = expr.xreplace(whole)
     expr = expr.replace(_is_sigmoid_power, _sigmoid_power)
     expr = _factor_branches(sympy.factor_terms(expr, radical=False, clear=False))
+    if not clamp:
+        return expr
     return expr.replace(lambda e: _clamp_form(e) is not None, _clamp_form)
 
 
@@ -300,7 +305,8 @@ def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
 
 def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None) -> Program:
     """CSE over all results at once; temporaries that are a binding of the spec take its name."""
-    exprs = [_tidy(e) for e in exprs]
+    fused = plan is not None and plan.recompute  # torch compiled mode
+    exprs = [_tidy(e, clamp=not fused) for e in exprs]
     temps = sympy.numbered_symbols("_cse", real=True)
     with ir.frozen():
         assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")

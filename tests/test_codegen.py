@@ -4,6 +4,8 @@ compared with the direct translation (value and autograd gradient) on both backe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import sympy
@@ -132,3 +134,14 @@ def test_branches_that_are_not_huber_shaped_stay() -> None:
     )
     plan = codegen.specialise(spec.stable_ir, {})
     assert codegen._tidy(plan.value).has(sympy.Piecewise)
+
+
+def test_fused_code_keeps_huber_branches() -> None:
+    """The clamp saves eager kernels; torch.compile fuses the branches with less arithmetic,
+    so compiled mode's source (plan.recompute) keeps them."""
+    plan = _huber_plan(1.0)
+    assert codegen._tidy(plan.value, clamp=False).has(sympy.Piecewise)
+    spec = lossdsl.load(Path(__file__).resolve().parent.parent / "specs" / "huber.loss")
+    assert "torch.clamp" in spec.emit("torch") and "torch.where" not in spec.emit("torch")
+    compiled = spec.emit("torch", mode="compiled")
+    assert "torch.clamp" not in compiled and "torch.where" in compiled
