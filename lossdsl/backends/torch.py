@@ -408,6 +408,8 @@ def _plain_class(cls: str) -> list[str]:
     plain = cls.removesuffix("Function") + "Plain"
     return [
         f"class {plain}({cls}):",
+        f'    """`{cls}` without `setup_context`: `apply` binds no signature per call."""',
+        "",
         "    @staticmethod",
         "    def forward(ctx, *inputs):",
         f"        output = {cls}.forward(*inputs)",
@@ -418,6 +420,8 @@ def _plain_class(cls: str) -> list[str]:
         "",
         "",
         "def _function():",
+        '    """The Function to apply: the `setup_context` form where torch.func transforms or',
+        '    dynamo need it, else the plain one."""',
         "    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():",
         f"        return {cls}",
         f"    return {plain}",
