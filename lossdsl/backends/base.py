@@ -212,8 +212,14 @@ class TensorPrinter(PythonCodePrinter):
 
     # Tensor ops: axes come from the layout, every reduction keeps its dims (size 1).
     def _reduce(self, kind: str, expr: Any) -> str:
-        axes = self.layout.axes(ir.dim_names(expr.args[1]))
-        return self.REDUCTIONS[kind].format(arg=self._print(expr.args[0]), axes=repr(axes))
+        arg, dims = expr.args[0], expr.args[1]
+        return self._reduction(kind, self._print(arg), arg, dims, expr)
+
+    def _reduction(self, kind: str, printed: str, arg: Any, dims: Any, result: sympy.Basic) -> str:
+        """``REDUCTIONS[kind]`` of ``printed`` (the printed ``arg``, or a function of it) over
+        ``dims``, giving ``result``."""
+        axes = self.layout.axes(ir.dim_names(dims))
+        return self.REDUCTIONS[kind].format(arg=printed, axes=repr(axes))
 
     def _print_ReduceSum(self, expr: ir.ReduceSum) -> str:
         return self._reduce("sum", expr)
@@ -235,8 +241,7 @@ class TensorPrinter(PythonCodePrinter):
     def _print_Norm(self, expr: ir.Norm) -> str:
         arg, dims, eps = expr.args
         x = self.parenthesize(arg, sympy.printing.precedence.PRECEDENCE["Mul"])
-        axes = self.layout.axes(ir.dim_names(dims))
-        squares = self.REDUCTIONS["sum"].format(arg=f"{x} * {x}", axes=repr(axes))
+        squares = self._reduction("sum", f"{x} * {x}", arg, dims, expr)
         inside = squares if eps == 0 else f"{squares} + {self._print(eps)}"
         return self.FUNCTIONS["sqrt"].format(inside)
 

@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import sympy
 from sympy.core.symbol import Str
-from sympy.printing.precedence import PRECEDENCE
 
 from lossdsl import ir
 from lossdsl.backends.base import TensorPrinter, install_table
@@ -132,38 +131,20 @@ class JaxPrinter(TensorPrinter):
         return super().parenthesize(item, level, strict)  # type: ignore[no-any-return]
 
     # Reductions drop the reduced axes that trail the result's last axis and keep (size 1)
-    # those before it.
-    def _reduce(self, kind: str, expr: Any) -> str:
-        arg = expr.args[0]
-        have = self.rank(arg)
-        axes = [a for a in self.layout.axes(ir.dim_names(expr.args[1])) if a < have]
+    # those before it; the size-1 axes after the result's last one are reduced too (a no-op
+    # on their values), so that they go with the reduced ones.
+    def _reduction(self, kind: str, printed: str, arg: Any, dims: Any, result: sympy.Basic) -> str:
+        have, rank = self.rank(arg), self.rank(result)
+        axes = [a for a in self.layout.axes(ir.dim_names(dims)) if a < have]
         if not axes:  # over size-1 axes only: the identity
-            return self._print(arg)
-        return self._over(self.REDUCTIONS[kind], self._print(arg), axes, have, self.rank(expr))
-
-    def _over(self, template: str, arg: str, axes: list[int], have: int, rank: int) -> str:
-        """``template`` (with {arg}, {axes}, {keep}) reducing the rank-``have`` ``arg`` over
-        ``axes`` to a result of rank ``rank``. The size-1 axes after the result's last one are
-        reduced too (a no-op on their values), so that they go with the reduced ones."""
+            return printed
+        template = self.REDUCTIONS[kind]
         if all(a >= rank for a in axes):
             axes = sorted({*axes, *range(rank, have)})
-            return template.format(arg=arg, axes=repr(tuple(axes)), keep="")
+            return template.format(arg=printed, axes=repr(tuple(axes)), keep="")
         # A reduced axis before the result's last one stays (size 1); what trails goes.
-        out = template.format(arg=arg, axes=repr(tuple(axes)), keep=", keepdims=True")
+        out = template.format(arg=printed, axes=repr(tuple(axes)), keep=", keepdims=True")
         return squeeze(out, tuple(range(rank, have)))
-
-    # norm[D](x, eps) = sqrt(sum[D](x^2) + eps), printed directly: its argument may be a CSE
-    # temporary, whose dims the IR cannot see.
-    def _print_Norm(self, expr: ir.Norm) -> str:
-        arg, dims, eps = expr.args
-        x = self.parenthesize(arg, PRECEDENCE["Mul"])
-        have = self.rank(arg)
-        axes = [a for a in self.layout.axes(ir.dim_names(dims)) if a < have]
-        squares = f"{x} * {x}"
-        if axes:
-            squares = self._over(self.REDUCTIONS["sum"], squares, axes, have, self.rank(expr))
-        inside = squares if eps == 0 else f"{squares} + {self._print(eps)}"
-        return self.FUNCTIONS["sqrt"].format(inside)
 
     def _along(self, kind: str, expr: Any) -> str:
         """softmax or log_softmax along one dim: the result has the argument's rank."""
