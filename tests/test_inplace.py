@@ -209,3 +209,42 @@ def test_rewrite_never_writes_inputs_views_smaller_or_integer_tensors() -> None:
     # a fresh result may take the update, never the input beside it
     assert _rewrite("a = (x*2)*w", "return a")[0] == "a = (x*2).mul_(w)"
     assert _rewrite("a = w*(x*2)", "return a")[0] == "a = (x*2).mul_(w)"
+
+
+def test_rewrite_fuses_multiply_adds_alike_in_place_and_functionally() -> None:
+    """`a + b*c` and `a - b*c` become addcmul: no buffer for the product; the functional code
+    (in_place=False) fuses the same ones, so that both round once, alike."""
+    body = ("a = torch.exp(x)", "b = a + x*w", "c = torch.exp(x) - x*x", "return b, c")
+    assert _rewrite(*body) == [
+        "a = torch.exp(x)",
+        "b = a.addcmul_(x, w)",
+        "c = torch.exp(x).addcmul_(x, x, value=-1)",
+        "return b, c",
+    ]
+    functional = inplace.rewrite(list(body), LEAVES, ("N", "D"), in_place=False)
+    assert functional == [
+        "a = torch.exp(x)",
+        "b = torch.addcmul(a, x, w)",
+        "c = torch.addcmul(torch.exp(x), x, x, value=-1)",
+        "return b, c",
+    ]
+    # the addend is an input, the product's operands are not fresh: one result either way
+    assert _rewrite("b = x + x*w", "return b")[0] == "b = torch.addcmul(x, x, w)"
+    assert _rewrite("b = x*w + x", "return b")[0] == "b = torch.addcmul(x, x, w)"
+    # not fused: a product written into its fresh full-size operand is as lean, an addend
+    # smaller than the result cannot take it, numbers and products on the left of `-` stay
+    assert _rewrite("b = w + torch.exp(x)*x", "return b")[0] == "b = torch.exp(x).mul_(x).add_(w)"
+    assert _rewrite("b = x + torch.exp(x)*w", "return b")[0] == "b = torch.exp(x).mul_(w).add_(x)"
+    assert _rewrite("b = torch.exp(x) + 2*x", "return b")[0] == "b = torch.exp(x).add_(2*x)"
+    assert _rewrite("b = x*w - torch.exp(x)", "return b")[0] == "b = (x*w).sub_(torch.exp(x))"
+
+
+def test_fused_multiply_add_is_within_an_ulp_of_the_unfused() -> None:
+    """What the fusion changes: one rounding instead of two (torch's CPU addcmul is a fused
+    multiply-add): they differ by at most the product's rounding and the sum's."""
+    gen = torch.Generator().manual_seed(3)
+    a, b, c = (torch.randn(10_000, dtype=torch.float64, generator=gen) for _ in range(3))
+    fused, unfused = torch.addcmul(a, b, c), a + b * c
+    bound = torch.finfo(torch.float64).eps * ((b * c).abs() + unfused.abs())
+    assert torch.all((fused - unfused).abs() <= bound)
+    assert torch.equal(torch.addcmul(a, b, c, value=-1), -torch.addcmul(-a, b, c))

@@ -23,7 +23,12 @@ this pass infers from the inputs' declarations through the printed operations. A
 it does not recognise is left as it is, and every name in it is treated as aliased.
 
 Updates are bitwise identical to the functional operations they replace (``a - b`` into ``b`` is
-``torch.sub(a, b, out=b)``, ``1 / b`` is ``b.reciprocal_()``). Only the eager forward pass uses
+``torch.sub(a, b, out=b)``, ``1 / b`` is ``b.reciprocal_()``). One fusion changes rounding:
+``a + b*c`` and ``a - b*c`` of float tensors become ``a.addcmul_(b, c)`` (``value=-1``), which
+needs no buffer for ``b*c`` (a full-size one where ``b`` or ``c`` is) and rounds once, not twice
+(torch's CPU kernel is a fused multiply-add). The functional code gets the same fusion, as
+``torch.addcmul(a, b, c)``, from the same pass with ``in_place=False``, so that both agree bitwise
+and the in-place code can be tested against it. Only the eager forward pass uses
 this: under ``torch.func`` transforms the module runs its functional ``_value`` and ``_grad``
 instead (a batched operand cannot be written into an unbatched buffer), and ``_grad``, which
 autograd differentiates under ``create_graph=True``, stays functional.
@@ -74,11 +79,14 @@ class Leaf:
     dims: frozenset[str] = frozenset()
 
 
-def rewrite(body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...]) -> list[str]:
+def rewrite(
+    body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...], in_place: bool = True
+) -> list[str]:
     """``body``: the unindented statements of a straight-line function, one a line, printed
     from expressions (before ``release`` and ``finish``); ``leaves``: the kinds and dims of the
     names the function gets (arguments, sizes, component slices); ``order``: the layout's dims.
-    Returns the statements with in-place updates where they are safe."""
+    Returns the statements with in-place updates where they are safe; with ``in_place=False``,
+    only with the multiply-add fusion (functional code that rounds as the in-place code does)."""
     trees: list[ast.stmt | None] = []
     for line in body:
         try:
@@ -99,7 +107,7 @@ def rewrite(body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...]) ->
         if isinstance(t, ast.Name)
     )
     # First pass: what every name is, and which names are ever aliased.
-    survey = _Walker(leaves, order)
+    survey = _Walker(leaves, order, in_place)
     owned: dict[str, Value] = {}
     for line, tree in zip(body, trees, strict=True):
         if tree is None:
@@ -119,7 +127,7 @@ def rewrite(body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...]) ->
     }
     # Second pass: rewrite, updating an owned name only at its last use.
     out = []
-    walker = _Walker(leaves, order)
+    walker = _Walker(leaves, order, in_place)
     for i, (line, tree) in enumerate(zip(body, trees, strict=True)):
         if tree is None:
             out.append(line)
@@ -145,9 +153,10 @@ def _loads(tree: ast.AST) -> Counter[str]:
 
 
 class _Walker:
-    def __init__(self, leaves: dict[str, Leaf], order: tuple[str, ...]) -> None:
+    def __init__(self, leaves: dict[str, Leaf], order: tuple[str, ...], in_place: bool) -> None:
         self.leaves = leaves
         self.order = order
+        self.in_place = in_place
         self.known: dict[str, Value] = {}
         self.mutable: set[str] = set()  # owned names this statement uses for the last time
         self.escaped: set[str] = set()
@@ -260,15 +269,55 @@ class _Walker:
         if isinstance(node.op, ast.USub):
             if operand.kind == SCALAR:
                 return Value(SCALAR, frozenset(), text, atom=False)
-            if operand.kind == FLOAT and operand.fresh:
+            if operand.kind == FLOAT and self._owns(operand):
                 return Value(FLOAT, operand.dims, f"{operand.receiver()}.neg_()", True)
             return Value(operand.kind, operand.dims, text, True, False)
         if isinstance(node.op, ast.Invert):
             return Value(BOOL, operand.dims, text, True, False)
         return Value(OTHER, None, text, atom=False)
 
+    def _owns(self, v: Value) -> bool:
+        """Whether to write into ``v``: every decision is taken as if in place (``fresh``), so
+        that the functional code (``in_place=False``) rounds as the in-place code does."""
+        return v.fresh and self.in_place
+
     def _binary(self, node: ast.BinOp) -> Value:
-        left, right = self.value(node.left), self.value(node.right)
+        fused = self._multiply_add(node)
+        if fused is not None:
+            return fused
+        return self._arithmetic(node, self.value(node.left), self.value(node.right))
+
+    def _multiply_add(self, node: ast.BinOp) -> Value | None:
+        """``a + b*c``, ``b*c + a`` or ``a - b*c`` as ``addcmul`` where ``a`` has the result's
+        dims and either is fresh or the product has no fresh full-size operand to write into
+        (``b.mul_(c).add_(a)`` is then as lean). ``None``: not that pattern."""
+        op = type(node.op)
+        if op is ast.Add and _is_product(node.right):
+            addend, product = node.left, node.right
+        elif op is ast.Add and _is_product(node.left):
+            addend, product = node.right, node.left
+        elif op is ast.Sub and _is_product(node.right):
+            addend, product = node.left, node.right
+        else:
+            return None
+        assert isinstance(product, ast.BinOp)
+        b, c = self.value(product.left), self.value(product.right)
+        a = self.value(addend)
+        dims = _union([a, b, c])
+        tensors = all(v.kind == FLOAT and v.dims is not None for v in (a, b, c))
+        lean = a.fresh or not any(v.fresh and v.dims == dims for v in (b, c))
+        if tensors and a.dims == dims and lean:
+            args = f"{b.text}, {c.text}" + (", value=-1" if op is ast.Sub else "")
+            if self._owns(a):
+                return Value(FLOAT, dims, f"{a.receiver()}.addcmul_({args})", True)
+            return Value(FLOAT, dims, f"torch.addcmul({a.text}, {args})", True)
+        # not fused: the product and the sum as they are, from the values already taken
+        times = self._arithmetic(product, b, c)
+        if addend is node.left:
+            return self._arithmetic(node, a, times)
+        return self._arithmetic(node, times, a)
+
+    def _arithmetic(self, node: ast.BinOp, left: Value, right: Value) -> Value:
         op = type(node.op)
         text = self._splice(node, _changed([node.left, node.right], [left, right]))
         kinds = {left.kind, right.kind}
@@ -283,7 +332,7 @@ class _Walker:
             return Value(OTHER, None, text, atom=False)
 
         def fits(v: Value) -> bool:
-            return v.fresh and v.kind == FLOAT and v.dims == dims
+            return self._owns(v) and v.kind == FLOAT and v.dims == dims
 
         into_left = fits(left) and (op != ast.Pow or right.kind == SCALAR)
         into_right = self._into_right(op, node, left, right) if fits(right) else None
@@ -317,7 +366,7 @@ class _Walker:
             x = self.value(args[0])
             if x.kind != FLOAT:
                 return self.opaque(node)
-            if x.fresh:
+            if self._owns(x):
                 return Value(FLOAT, x.dims, f"{x.receiver()}.{func[6:]}_()", True)
             return Value(FLOAT, x.dims, self._splice(node, _changed(args, [x])), True)
         if func == "float" and len(args) == 1 and _literal(args[0]) in ("inf", "-inf", "nan"):
@@ -329,7 +378,7 @@ class _Walker:
             bounds = [*args[1:], *keywords.values()]
             if x.kind != FLOAT or not all(_is_number(b) for b in bounds):
                 return self.opaque(node)
-            if x.fresh:  # the bounds are numbers: the result has x's shape
+            if self._owns(x):  # the bounds are numbers: the result has x's shape
                 rest = [self._segment(a) for a in args[1:]]
                 rest += [f"{k.arg}={self._segment(k.value)}" for k in node.keywords]
                 return Value(FLOAT, x.dims, f"{x.receiver()}.clamp_({', '.join(rest)})", True)
@@ -405,6 +454,10 @@ def _changed(nodes: list[ast.expr], values: list[Value]) -> list[tuple[ast.AST, 
 
 def _is_name(node: ast.expr) -> bool:
     return isinstance(node, ast.Name)
+
+
+def _is_product(node: ast.expr) -> bool:
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult)
 
 
 def _union(values: list[Value]) -> frozenset[str] | None:

@@ -157,7 +157,8 @@ def _joint_function(
     """The value and the gradients with cotangent 1 in one pass: shared subexpressions are
     computed once, and backward only scales the gradients. With ``in_place``, operations
     write into private temporaries where that is safe (lossdsl.backends.inplace): this
-    function only ever runs without autograd recording, outside torch.func transforms."""
+    function only ever runs without autograd recording, outside torch.func transforms.
+    Either way multiply-adds are fused (``addcmul``), so that both round alike."""
     exprs = _leaf_exprs(plan, unit)
     everything = _share_log_softmax([plan.value, *exprs.values()])
     exprs = dict(zip(exprs, everything[1:], strict=True))
@@ -167,8 +168,7 @@ def _joint_function(
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
     body.append(f"return value, {', '.join(_returns(plan))}")
     body = _prelude_components(body, plan)
-    if in_place:
-        body = inplace.rewrite(body, _leaves(plan), plan.layout.order)
+    body = inplace.rewrite(body, _leaves(plan), plan.layout.order, in_place)
     names = ", ".join(arg_names(plan))
     return [f"def _value_and_grad({names}, needs):", *indent(finish(release(body)))]
 
