@@ -248,3 +248,53 @@ def test_fused_multiply_add_is_within_an_ulp_of_the_unfused() -> None:
     bound = torch.finfo(torch.float64).eps * ((b * c).abs() + unfused.abs())
     assert torch.all((fused - unfused).abs() <= bound)
     assert torch.equal(torch.addcmul(a, b, c, value=-1), -torch.addcmul(-a, b, c))
+
+
+@pytest.mark.parametrize("name", ["giou", "triplet", "cosine_embedding"])
+def test_a_gradient_is_the_same_whichever_other_inputs_require_grad(name: str) -> None:
+    """Statements only unrequested gradients read are skipped (module.schedule gates them by
+    `needs`); what runs computes the same, bitwise, as when every gradient is asked for."""
+    spec = lossdsl.load(ROOT / f"specs/{name}.loss")
+    ours, theirs = _modules(spec)
+    (point,) = random_points(spec.inputs, 1, seed=5)
+    inputs = _inputs(spec, point.inputs)
+    wrt = [k for k, info in enumerate(spec.inputs) if info.differentiated]
+    full = []
+    for f in (ours, theirs):
+        xs = [x.detach().requires_grad_(k in wrt) for k, x in enumerate(inputs)]
+        f(*xs).backward()
+        full.append([xs[k].grad for k in wrt])
+    assert all(torch.equal(g, w) for g, w in zip(*full, strict=True))
+    for k in wrt:
+        xs = [x.detach().requires_grad_(j == k) for j, x in enumerate(inputs)]
+        ours(*xs).backward()
+        assert torch.equal(xs[k].grad, full[0][wrt.index(k)]), k
+        assert all(xs[j].grad is None for j in wrt if j != k)
+
+
+def test_unrequested_gradients_cost_nothing() -> None:
+    """GIoU's gradient with respect to the target shares terms with the prediction's but
+    needs a dozen of its own: with only the prediction requiring grad, they never run."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    giou = lossdsl.load(ROOT / "specs/giou.loss").compile("torch")
+    gen = torch.Generator().manual_seed(4)
+    lo = torch.rand(6, 2, dtype=torch.float64, generator=gen)
+    boxes = [torch.cat([lo, lo + 1 + torch.rand(6, 2, dtype=torch.float64, generator=gen)], 1)]
+    boxes.append(boxes[0].flip(0))
+    counts = []
+    for both in (True, False):
+        pred, target = (b.clone().requires_grad_(k == 0 or both) for k, b in enumerate(boxes))
+        with Count() as count:
+            giou(pred, target).backward()
+        counts.append(count.calls)
+    assert counts[1] < counts[0] - 12, counts

@@ -182,12 +182,20 @@ class _Walker:
                 return Value(leaf.kind, leaf.dims, self._segment(tree.value))
             if isinstance(tree.value, ast.Name):  # another name for the same tensor
                 return self.opaque(tree.value)
+            if _is_gated(tree.value):  # `t = X if needs[k] else None`: every reader of t is
+                return self._gated(tree.value)  # gated so that it runs only where t is X
             return self.value(tree.value)
         if isinstance(tree, ast.Return) and tree.value is not None:
             self.rewritten = f"return {self.opaque(tree.value).text}"
             return None
         self.escaped |= set(_loads(tree))
         return None
+
+    def _gated(self, node: ast.IfExp) -> Value:
+        x = self.value(node.body)
+        test = self.opaque(node.test)
+        text = self._splice(node, _changed([node.test, node.body], [test, x]))
+        return Value(x.kind, x.dims, text, x.fresh, atom=False)
 
     # --- expressions ----------------------------------------------------------------------
 
@@ -229,7 +237,10 @@ class _Walker:
         if isinstance(node, ast.IfExp):
             children = [(c, self.opaque(c)) for c in (node.test, node.body, node.orelse)]
             return Value(OTHER, None, self._splice(node, children))
-        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp)):
+        if isinstance(node, ast.BoolOp):
+            children = [(v, self.opaque(v)) for v in node.values]
+            return Value(OTHER, None, self._splice(node, children), atom=False)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare)):
             result = self.value(node)
             return Value(OTHER, None, result.text, atom=result.atom)
         self.escaped |= set(_loads(node))
@@ -454,6 +465,16 @@ def _changed(nodes: list[ast.expr], values: list[Value]) -> list[tuple[ast.AST, 
 
 def _is_name(node: ast.expr) -> bool:
     return isinstance(node, ast.Name)
+
+
+def _is_gated(node: ast.expr) -> bool:
+    """``X if needs[k] else None`` (lossdsl.backends.module.schedule)."""
+    return (
+        isinstance(node, ast.IfExp)
+        and isinstance(node.orelse, ast.Constant)
+        and node.orelse.value is None
+        and "needs[" in ast.unparse(node.test)
+    )
 
 
 def _is_product(node: ast.expr) -> bool:

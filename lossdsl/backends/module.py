@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,10 +62,16 @@ def header(plan: Plan, backend: str) -> str:
 
 
 def reserved_names(plan: Plan) -> set[str]:
-    """Python names of the spec's inputs, params and components: CSE temporaries avoid them."""
+    """Python names of the spec's inputs, params and components, and of their gradients
+    (``grad_x``, ``grad_x__0``): CSE temporaries avoid them."""
     loss = plan.loss
     names = {py_name(i.name) for i in loss.inputs} | {py_name(p.name) for p in loss.params}
-    return names | {py_name(ir.leaf_name(s)) for s in loss.components}
+    names |= {py_name(ir.leaf_name(s)) for s in loss.components}
+    return (
+        names
+        | {f"grad_{py_name(i.name)}" for i in loss.inputs}
+        | {f"grad_{py_name(ir.leaf_name(s))}" for s in loss.components}
+    )
 
 
 def arg_names(plan: Plan) -> list[str]:
@@ -164,6 +171,93 @@ def release(body: list[str]) -> list[str]:
             out.append(f"del {', '.join(names[:count])}")
             names = names[count:]
     return out
+
+
+def schedule(body: list[str]) -> list[str]:
+    """Reorder a straight line by demand, and compute what only some gradients need only when
+    they are asked for.
+
+    Each result (a statement nothing else reads, or a gated one: the value, each gradient and
+    gradient component) comes right after the statements it needs that are not computed yet,
+    in their order: what one gradient
+    alone needs is computed just before it and, with :func:`release`, freed after it, rather
+    than everything first and all of it held to the end. A statement that only gradients
+    gated by ``needs[i]`` read (``grad_x = ... if needs[i] else None``) is gated by the same
+    ``needs``, unless every gradient reads it (the function runs only when one is asked for).
+
+    ``body`` as for :func:`release`: unindented assignments, one a line, then the return.
+    Anything else leaves it as it is."""
+    *lines, final = body
+    trees = []
+    for line in lines:
+        try:
+            (tree,) = ast.parse(line).body
+        except SyntaxError:
+            return body
+        if not (isinstance(tree, ast.Assign) and isinstance(tree.targets[0], ast.Name)):
+            return body
+        trees.append(tree)
+    index = {tree.targets[0].id: i for i, tree in enumerate(trees)}  # type: ignore[attr-defined]
+    if len(index) < len(trees) or not final.startswith("return "):
+        return body  # a name bound twice: order matters beyond reads
+    reads = [
+        sorted(
+            {index[n.id] for n in ast.walk(tree.value) if isinstance(n, ast.Name) and n.id in index}
+            - {i}
+        )
+        for i, tree in enumerate(trees)
+    ]
+    readers: list[list[int]] = [[] for _ in trees]
+    for i, needed in enumerate(reads):
+        for j in needed:
+            readers[j].append(i)
+    gates: list[frozenset[int] | None] = [_gate(tree.value) for tree in trees]
+    roots = [i for i in range(len(trees)) if not readers[i] or gates[i] is not None]
+    every = frozenset().union(*(g for g in gates if g is not None))
+    for i in reversed(range(len(trees))):
+        if gates[i] is not None or not readers[i]:
+            continue
+        users = [gates[j] for j in readers[i]]
+        if all(u is not None for u in users):
+            union = frozenset().union(*users)  # type: ignore[arg-type]
+            gates[i] = union if union != every else None
+    order: list[int] = []
+    done: set[int] = set()
+    for root in roots:
+        stack = [(root, iter(reads[root]))]
+        while stack:
+            node, pending = stack[-1]
+            step = next((j for j in pending if j not in done), None)
+            if step is not None:
+                stack.append((step, iter(reads[step])))
+                continue
+            stack.pop()
+            done.add(node)
+            order.append(node)
+    out = []
+    for i in order:
+        line = lines[i]
+        own = _gate(trees[i].value)
+        if gates[i] is not None and own is None:
+            test = " or ".join(f"needs[{k}]" for k in sorted(gates[i]))  # type: ignore[union-attr]
+            name, _, expr = line.partition(" = ")
+            line = f"{name} = ({expr}) if {test} else None"
+        out.append(line)
+    return [*out, final]
+
+
+def _gate(expr: ast.expr) -> frozenset[int] | None:
+    """The k of ``X if needs[k] (or needs[l] ...) else None``; ``None`` for any other form."""
+    if not (isinstance(expr, ast.IfExp) and ast.unparse(expr.orelse) == "None"):
+        return None
+    tests = expr.test.values if isinstance(expr.test, ast.BoolOp) else [expr.test]
+    found = set()
+    for test in tests:
+        match = re.fullmatch(r"needs\[(\d+)\]", ast.unparse(test))
+        if match is None:
+            return None
+        found.add(int(match.group(1)))
+    return frozenset(found)
 
 
 def wrap(line: str, width: int = 96) -> str:

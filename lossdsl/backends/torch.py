@@ -29,6 +29,7 @@ from lossdsl.backends.module import (
     indent,
     release,
     reserved_names,
+    schedule,
     size_lines,
     straight_line,
 )
@@ -146,7 +147,7 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
     returns = _returns(plan)
     body.append(f"return {', '.join(returns)}{',' if len(returns) == 1 else ''}")
-    body = _prelude_components(body, plan)
+    body = schedule(_prelude_components(body, plan))
     names = ", ".join(arg_names(plan))
     return [f"def _grad({names}, grad, needs):", *indent(finish(release(body)))]
 
@@ -167,7 +168,7 @@ def _joint_function(
     body.append(f"value = {_value_result(plan, value)}")
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
     body.append(f"return value, {', '.join(_returns(plan))}")
-    body = _prelude_components(body, plan)
+    body = schedule(_prelude_components(body, plan))
     body = inplace.rewrite(body, _leaves(plan), plan.layout.order, in_place)
     names = ", ".join(arg_names(plan))
     return [f"def _value_and_grad({names}, needs):", *indent(finish(release(body)))]
@@ -213,7 +214,12 @@ def _assemble(
     plan: Plan, exprs: dict[sympy.Symbol, sympy.Expr], result: dict[sympy.Symbol, str]
 ) -> list[str]:
     """`grad_x = ... if needs[i] else None` for each differentiated input: its leaf's gradient
-    broadcast to its shape, plus its components' gradients concatenated along their dim."""
+    broadcast to its shape, plus its components' gradients concatenated along their dim.
+
+    A component's gradient is a statement of its own (`grad_x__k`), which module.schedule puts
+    right after what it alone needs; the k-th components of all inputs come together (a box's
+    x1 and its target's x1 share most of their terms), then the inputs' gradients."""
+    columns: dict[int, list[str]] = {}
     body = []
     sizes = {ir.size(d) for d in plan.layout.order}
     for position, info in enumerate(plan.loss.inputs):
@@ -230,15 +236,19 @@ def _assemble(
             for k in range(int(dim)):  # a component the loss never uses has no leaf: zeros
                 p = by_position.get(k)
                 index = ", ".join([":"] * axis + [f"{k}:{k + 1}"])
-                pieces.append(
-                    DIALECT.zeros_like.format(x=f"{x}[{index}]")
-                    if p is None
-                    else _broadcast_or_zero(result[p], exprs[p], py_name(ir.leaf_name(p)), sizes)
+                if p is None:
+                    pieces.append(DIALECT.zeros_like.format(x=f"{x}[{index}]"))
+                    continue
+                leaf = py_name(ir.leaf_name(p))
+                piece = _broadcast_or_zero(result[p], exprs[p], leaf, sizes)
+                columns.setdefault(k, []).append(
+                    f"grad_{leaf} = {piece} if needs[{position}] else None"
                 )
+                pieces.append(f"grad_{leaf}")
             cat = DIALECT.concat.format(parts=", ".join(pieces), axis=axis)
             total = cat if exprs[own] == 0 else f"{total} + {cat}"
         body.append(f"grad_{x} = {total} if needs[{position}] else None")
-    return body
+    return [line for k in sorted(columns) for line in columns[k]] + body
 
 
 def _returns(plan: Plan) -> list[str]:
