@@ -330,7 +330,34 @@ def program(exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None)
         dims[temp] = ir.dims_in(rhs, dims)
     if plan is not None and plan.recompute:
         assignments, results = _recompute_heavy(assignments, results, dims)
+        assignments, results = _mirror_sigmoids(assignments, results)
     return Program(list(assignments), list(results), names, dims)
+
+
+def _mirror_sigmoids(
+    assignments: list[tuple[Symbol, sympy.Basic]], results: list[sympy.Basic]
+) -> tuple[list[tuple[Symbol, sympy.Basic]], list[sympy.Basic]]:
+    """sigmoid(u) and sigmoid(-u) both written from e = exp(-|u|) and r = 1 / (1 + e), as
+    where(u >= 0, r, e*r) and where(u >= 0, e*r, r) (each the stable form on its side): the
+    compiler's kernel computes e and r once for both, one exp and one division per element
+    instead of two of each (Dice, Tversky: sigmoid(x) in the sums, both in the gradient;
+    measured on Tversky 1e6 float32 under torch.compile, 1.91 -> 1.46 ms)."""
+    exprs = [rhs for _, rhs in assignments] + list(results)
+    found = {op.args[0] for e in exprs for op in e.atoms(Sigmoid)}
+    pairs = {u for u in found if -u in found and not u.could_extract_minus_sign()}
+    if not pairs:
+        return assignments, results
+    subs = {}
+    with ir.frozen():
+        for u in pairs:
+            e = sympy.exp(-sympy.Abs(u))
+            r = 1 / (1 + e)
+            side = u >= 0
+            subs[Sigmoid(u)] = sympy.Piecewise((r, side), (e * r, True), evaluate=False)
+            subs[Sigmoid(-u)] = sympy.Piecewise((e * r, side), (r, True), evaluate=False)
+        return [(t, rhs.xreplace(subs)) for t, rhs in assignments], [
+            r.xreplace(subs) for r in results
+        ]
 
 
 # Functions inductor's CPU lowering calls heavy: one of them with more than one consumer is

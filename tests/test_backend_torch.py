@@ -386,16 +386,18 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
 ) -> None:
     """mode="compiled" compiles its own source: no in-place updates, and each full-size
     sigmoid written where it is used (inductor would otherwise write a shared one to memory
-    and read it back); the small per-row temporaries stay shared. Same values as eager."""
+    and read it back), sigmoid(x) and sigmoid(-x) both from exp(-|x|) (one exp for both in a
+    kernel); the small per-row temporaries stay shared. Same values as eager."""
     text = (SPECS / "tversky.loss").read_text()
     spec = lossdsl.parse(text, "fused_tversky.loss")
     source = spec.emit("torch", mode="compiled")
     assert source != spec.emit("torch")
     body = source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
-    assert body.count("torch.sigmoid(logits)") == 3  # tp, fp and the gradient
-    assert "= torch.sigmoid(" not in body
+    # tp, fp, fn and the gradient's two factors, each where(logits >= 0, ...)
+    assert len(re.findall(r"torch\.where\(\(logits\s+>=\s+0\), ", body)) == 5
+    assert "torch.sigmoid(" not in body and "= torch.exp(" not in body
     assert not re.search(r"\.[a-z]\w*_\(", body)  # functional
-    assert re.search(r"\n    t\d+ = .*torch\.sum\(", body)  # a row sum, shared
+    assert re.search(r"\n    t\d+ = [\s(]*torch\.sum\(", body)  # a row sum, shared
     monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
     fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
     logits = torch.randn(3, 50, dtype=torch.float64, requires_grad=True)
@@ -404,6 +406,13 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     (got,) = torch.autograd.grad(fused(logits, target), logits)
     torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(fused(logits, target), eager(logits, target))
+    # far out on both sides, in float32: the mirrored sigmoids neither overflow nor cancel
+    wide = torch.tensor([[-1000.0, -90.0, -20.0, 0.0, 20.0, 90.0, 1000.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]])
+    (want,) = torch.autograd.grad(eager(wide, mask), wide)
+    (got,) = torch.autograd.grad(fused(wide, mask), wide)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=torch.finfo(torch.float32).tiny)
 
 
 def test_unknown_mode_is_an_error() -> None:
