@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -200,6 +201,15 @@ def schedule(body: list[str]) -> list[str]:
     index = {tree.targets[0].id: i for i, tree in enumerate(trees)}  # type: ignore[attr-defined]
     if len(index) < len(trees) or not final.startswith("return "):
         return body  # a name bound twice: order matters beyond reads
+    copied = _copies(lines, trees)
+    if copied != lines:  # kept where they lower the most temporaries alive at once
+        plain, more = _ordered(lines, trees, final), schedule([*copied, final])
+        return more if _peak(more) < _peak(plain) else plain
+    return _ordered(lines, trees, final)
+
+
+def _ordered(lines: list[str], trees: list[ast.Assign], final: str) -> list[str]:
+    index = {tree.targets[0].id: i for i, tree in enumerate(trees)}  # type: ignore[attr-defined]
     reads = [
         sorted(
             {index[n.id] for n in ast.walk(tree.value) if isinstance(n, ast.Name) and n.id in index}
@@ -244,6 +254,67 @@ def schedule(body: list[str]) -> list[str]:
             line = f"{name} = ({expr}) if {test} else None"
         out.append(line)
     return [*out, final]
+
+
+def _peak(body: list[str]) -> int:
+    """The most temporaries (names bound in ``body``, slices aside) alive after a statement."""
+    trees = [ast.parse(line).body[0] for line in body]
+    bound = {
+        t.targets[0].id: i  # type: ignore[attr-defined]
+        for i, t in enumerate(trees[:-1])
+        if not isinstance(t.value, ast.Subscript)  # type: ignore[attr-defined]
+    }
+    last = {name: i for i, t in enumerate(trees) for name in _loads(t) if name in bound}
+    return max(
+        (sum(1 for n, b in bound.items() if b <= i < last.get(n, -1)) for i in range(len(body))),
+        default=0,
+    )
+
+
+def _copies(lines: list[str], trees: list[ast.Assign]) -> list[str]:
+    """One operation on the function's arguments and their slices (`t3 = -target__2`) read by
+    several statements: each reader after the first gets a copy of it, computed right before
+    it (by the demand order), instead of one buffer held from the first reader to the last."""
+    assigned = {t.targets[0].id: t for t in trees}  # type: ignore[attr-defined]
+
+    def given(node: ast.expr) -> bool:  # an argument, a slice of one, or a number
+        if isinstance(node, ast.Constant):
+            return True
+        if not isinstance(node, ast.Name):
+            return False
+        tree = assigned.get(node.id)
+        return tree is None or (
+            isinstance(tree.value, ast.Subscript)
+            and isinstance(tree.value.value, ast.Name)
+            and tree.value.value.id not in assigned
+        )
+
+    cheap = {}
+    for line, tree in zip(lines, trees, strict=True):
+        v = tree.value
+        operands = [v.left, v.right] if isinstance(v, ast.BinOp) else [getattr(v, "operand", v)]
+        if isinstance(v, (ast.BinOp, ast.UnaryOp)) and all(given(o) for o in operands):
+            cheap[tree.targets[0].id] = line.partition(" = ")[2]  # type: ignore[attr-defined]
+    taken = {n.id for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    out: list[str] = []
+    readers: Counter[str] = Counter()
+    for line, tree in zip(lines, trees, strict=True):
+        for name in sorted(_loads(tree.value) & cheap.keys()):
+            readers[name] += 1
+            if readers[name] == 1:  # the first reader reads the statement itself
+                continue
+            copy = f"{name}_{readers[name]}"
+            while copy in taken:
+                copy += "_"
+            taken.add(copy)
+            out.append(f"{copy} = {cheap[name]}")
+            line = re.sub(rf"(?<![.\w]){name}(?!\w)", copy, line)
+        out.append(line)
+    return out
+
+
+def _loads(expr: ast.expr) -> set[str]:
+    return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
 
 
 def _gate(expr: ast.expr) -> frozenset[int] | None:
