@@ -180,11 +180,13 @@ def schedule(body: list[str]) -> list[str]:
 
     Each result (a statement nothing else reads, or a gated one: the value, each gradient and
     gradient component) comes right after the statements it needs that are not computed yet,
-    in their order: what one gradient
-    alone needs is computed just before it and, with :func:`release`, freed after it, rather
-    than everything first and all of it held to the end. A statement that only gradients
-    gated by ``needs[i]`` read (``grad_x = ... if needs[i] else None``) is gated by the same
-    ``needs``, unless every gradient reads it (the function runs only when one is asked for).
+    in their order: what one gradient alone needs is computed just before it and, with
+    :func:`release`, freed after it, rather than everything first and all of it held to the
+    end. A statement that only gradients gated by ``needs[i]`` read (``grad_x = ... if
+    needs[i] else None``) is gated by the same ``needs``, unless every gradient reads it (the
+    function runs only when one is asked for). One operation on the arguments read early and
+    late is computed again for each later reader (:func:`_copies`) where that lowers the most
+    temporaries alive at once (:func:`_peak`).
 
     ``body`` as for :func:`release`: unindented assignments, one a line, then the return.
     Anything else leaves it as it is."""
