@@ -294,8 +294,13 @@ def _copies(lines: list[str], trees: list[ast.Assign]) -> list[str]:
     cheap = {}
     for line, tree in zip(lines, trees, strict=True):
         v = tree.value
-        operands = [v.left, v.right] if isinstance(v, ast.BinOp) else [getattr(v, "operand", v)]
-        if isinstance(v, (ast.BinOp, ast.UnaryOp)) and all(given(o) for o in operands):
+        if isinstance(v, ast.BinOp):
+            operands = [v.left, v.right]
+        elif isinstance(v, ast.UnaryOp):
+            operands = [v.operand]
+        else:
+            continue
+        if all(given(o) for o in operands):
             cheap[tree.targets[0].id] = line.partition(" = ")[2]  # type: ignore[attr-defined]
     taken = {n.id for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Name)}
     out: list[str] = []
