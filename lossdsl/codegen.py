@@ -225,21 +225,56 @@ def _tidy(expr: sympy.Basic, clamp: bool = True) -> sympy.Basic:
     is ``x**2``), ``exp(-k*softplus(u))`` becomes ``sigmoid(-u)^k``, common factors leave sums
     (``factor_terms``), a minus sign every branch of a ``Piecewise`` has moves outside it
     (``where(c, -a, -b)`` is ``-where(c, a, b)``, which CSE then shares with ``where(c, a,
-    b)``), and, with ``clamp``, Huber-shaped branches share one clamp (``_clamp_form``). The
+    b)``), sums over full-size tensors are collected on the inputs (``_collect_leaves``), and,
+    with ``clamp``, Huber-shaped branches share one clamp (``_clamp_form``). The
     clamp saves eager kernels; fused, the branches cost less arithmetic than ``c*u - c^2/2``
     (huber at 1e7 float32 under torch.compile: 24.7 ms with branches, 26.0 ms clamped)."""
+    expr = _whole(expr).replace(_is_sigmoid_power, _sigmoid_power)
+    expr = _whole(_collect_leaves(sympy.factor_terms(expr, radical=False, clear=False)))
+    expr = _factor_branches(expr)
+    if not clamp:
+        return expr
+    return expr.replace(lambda e: _clamp_form(e) is not None, _clamp_form)
+
+
+def _whole(expr: sympy.Basic) -> sympy.Basic:
     whole = {  # small ones: a huge Python int overflows where arrays take it as a number
         f: sympy.Integer(int(f))
         for f in expr.atoms(sympy.Float)
         if float(f).is_integer() and abs(f) < 2**31
     }
-    if whole:
-        expr = expr.xreplace(whole)
-    expr = expr.replace(_is_sigmoid_power, _sigmoid_power)
-    expr = _factor_branches(sympy.factor_terms(expr, radical=False, clear=False))
-    if not clamp:
+    return expr.xreplace(whole) if whole else expr
+
+
+def _collect_leaves(expr: sympy.Basic) -> sympy.Basic:
+    """A sum over full-size tensors with its terms multiplied out and collected on the inputs
+    (``a*(1 - t) + b*t - c*t`` is ``a + (b - a - c)*t``, with ``a``, ``b``, ``c`` per row),
+    where that leaves fewer full-size operations: the small coefficients are combined first
+    (Tversky's gradient factor: one full-size operation instead of five)."""
+    leaves = [s for s in expr.free_symbols if ir.dims_of(s)]
+    if not leaves:
         return expr
-    return expr.replace(lambda e: _clamp_form(e) is not None, _clamp_form)
+    full = max(len(ir.dims_of(s)) for s in leaves)
+
+    def cost(e: sympy.Basic) -> int:  # operations on full-size tensors
+        if len(ir.dims_of(e)) < full or not e.args or isinstance(e, Symbol):
+            return 0
+        return 1 + sum(cost(a) for a in e.args)
+
+    def collected(e: sympy.Basic) -> sympy.Basic:
+        if not isinstance(e, sympy.Add) or len(ir.dims_of(e)) < full or e.has(sympy.Piecewise):
+            return e
+        on = [s for s in leaves if s in e.free_symbols and len(ir.dims_of(s)) == full]
+        with ir.frozen():
+            terms = [
+                sympy.expand(t, deep=False, power_base=False, power_exp=False, log=False)
+                for t in e.args
+            ]
+            new = sympy.collect(sympy.Add(*terms), on)
+        return new if cost(new) < cost(e) else e
+
+    with ir.frozen():
+        return expr.replace(lambda e: isinstance(e, sympy.Add), collected)
 
 
 def _clamp_form(e: sympy.Basic) -> sympy.Basic | None:
