@@ -145,3 +145,16 @@ def test_fused_code_keeps_huber_branches() -> None:
     assert "torch.clamp" in spec.emit("torch") and "torch.where" not in spec.emit("torch")
     compiled = spec.emit("torch", mode="compiled")
     assert "torch.clamp" not in compiled and "torch.where" in compiled
+
+
+def test_sums_over_full_size_tensors_are_collected_on_the_inputs() -> None:
+    """`b*(1 - t) + a*t - b*t`, with `a` and `b` per row and `t` an input of the full size,
+    becomes `b + (a - 2*b)*t`: the per-row coefficients are combined first, one full-size
+    product and one sum remain. A sum collecting would not shorten stays as it is."""
+    t, x = sympy.Symbol("t|N,P", real=True), sympy.Symbol("x|N,P", real=True)
+    a, b = sympy.Symbol("a|N", real=True), sympy.Symbol("b|N", real=True)
+    got = codegen._collect_leaves(b * (1 - t) + a * t - b * t)
+    assert sympy.expand(got - (b * (1 - t) + a * t - b * t)) == 0
+    assert got == b + t * (a - 2 * b)
+    kept = sympy.exp(x) * t + sympy.sin(x)  # nothing per row to combine
+    assert codegen._collect_leaves(kept) == kept
