@@ -69,6 +69,19 @@ def test_schedule_recomputes_one_operation_on_the_arguments_for_each_later_reade
         "grad_x = (h*d_2) if needs[0] else None",
         "return value, grad_x",
     ]
+    # a temporary named like a keyword argument: only the name is renamed
+    named = [
+        "dim = x - y",
+        "value = torch.sum(dim)",
+        "f = torch.exp(x)",
+        "g = torch.sin(x)",
+        "h = f*g",
+        "grad_x = (torch.sum(h, dim=(1,), keepdim=True)*dim) if needs[0] else None",
+        "return value, grad_x",
+    ]
+    assert schedule(named)[-2] == (
+        "grad_x = (torch.sum(h, dim=(1,), keepdim=True)*dim_2) if needs[0] else None"
+    )
     close = ["d = x - y", "value = torch.sum(d)", "grad_x = d*2 if needs[0] else None"]
     assert schedule([*close, "return value, grad_x"]) == [*close, "return value, grad_x"]
     deeper = ["a = torch.exp(x)", "b = a - y", "c = b*b", "return b, c"]  # b reads a temporary

@@ -315,9 +315,23 @@ def _copies(lines: list[str], trees: list[ast.Assign]) -> list[str]:
                 copy += "_"
             taken.add(copy)
             out.append(f"{copy} = {cheap[name]}")
-            line = re.sub(rf"(?<![.\w]){name}(?!\w)", copy, line)
+            line = _rename(line, name, copy)
         out.append(line)
     return out
+
+
+def _rename(line: str, old: str, new: str) -> str:
+    """``line`` reading ``new`` where it reads the name ``old`` (not a keyword argument or an
+    attribute of that spelling: `dim=` stays `dim=` if a temporary is called `dim`)."""
+    spans = sorted(
+        (n.col_offset, n.end_col_offset)  # type: ignore[misc]
+        for n in ast.walk(ast.parse(line))
+        if isinstance(n, ast.Name) and n.id == old and isinstance(n.ctx, ast.Load)
+    )
+    text = line.encode()
+    for start, end in reversed(spans):
+        text = text[:start] + new.encode() + text[end:]
+    return text.decode()
 
 
 def _loads(expr: ast.expr) -> set[str]:
