@@ -123,7 +123,7 @@ def specialise(loss: ir.LossIR, params: dict[str, object]) -> Plan:
             subs[loss.param_symbols[info.name]] = constant(float(value))
         else:
             tensors.append(info)
-    value = loss.output.xreplace(subs) if subs else loss.output
+    value = _decided(loss.output.xreplace(subs)) if subs else loss.output
     return Plan(loss, value, Layout(loss.order), scalars, tensors, wrt=loss.differentiated())
 
 
@@ -237,6 +237,18 @@ def _tidy(expr: sympy.Basic, clamp: bool = True) -> sympy.Basic:
     return expr.replace(lambda e: _clamp_form(e) is not None, _clamp_form)
 
 
+def _decided(expr: sympy.Basic) -> sympy.Basic:
+    """Comparisons that the param values make true or false whatever the inputs (``a + p >=
+    a + p + 0.1``, which SymPy leaves standing) as ``True``/``False``, so that their branches
+    fold away instead of reaching a `where` as a Python bool."""
+    decided = {}
+    for rel in expr.atoms(sympy.core.relational.Relational):
+        difference = rel.lhs - rel.rhs
+        if difference.is_number and difference.is_comparable:
+            decided[rel] = rel.func(difference, 0)
+    return expr.xreplace(decided) if decided else expr
+
+
 def _whole(expr: sympy.Basic) -> sympy.Basic:
     whole = {  # small ones: a huge Python int overflows where arrays take it as a number
         f: sympy.Integer(int(f))
@@ -252,7 +264,7 @@ def _collect_leaves(expr: sympy.Basic) -> sympy.Basic:
     where that leaves fewer full-size operations: the small coefficients are combined first
     (Tversky's gradient factor: two full-size passes instead of three, and ``1 - t`` is no
     longer held for it)."""
-    leaves = [s for s in expr.free_symbols if ir.dims_of(s)]
+    leaves = sorted((s for s in expr.free_symbols if ir.dims_of(s)), key=str)  # same every run
     if not leaves:
         return expr
     full = max(len(ir.dims_of(s)) for s in leaves)

@@ -21,7 +21,7 @@ from tests.conftest import EXAMPLES, ROOT, SPECS
 
 FILES = [
     *sorted(EXAMPLES.glob("*.loss")),
-    *(SPECS / f"{name}.loss" for name in ("cross_entropy", "giou", "tversky", "triplet")),
+    *(SPECS / f"{name}.loss" for name in ("cross_entropy", "giou", "hinge", "tversky", "triplet")),
 ]
 HOSTILE = """# Doc with "quotes", ''' and \\ and unicode λ ∑.
 def helper(a, b) = a * sigmoid(b) + log1p(a^2)
