@@ -366,3 +366,29 @@ def test_trimmed_tensor_param() -> None:
     want = lambda x0: jnp.sum(w * jax.nn.logsumexp(x0, axis=1))  # noqa: E731
     np.testing.assert_allclose(f(x), want(x), rtol=1e-12)
     np.testing.assert_allclose(jax.jit(jax.grad(f))(x), jax.grad(want)(x), rtol=1e-10)
+
+
+def test_a_padded_product_pads_its_own_lower_rank_factors() -> None:
+    """In the trimmed layout a product of a per-row factor and a `[i, d]` component, itself
+    padded to meet a `[i, d, 2]` operand, must pad the per-row factor to its own rank
+    (`(a[..., None]*u)[..., None]*t`); it was printed `(a*u)[..., None]*t`, which
+    broadcasts `(3,)` against `(3, 2)` and fails (found by the valid-spec fuzz, seed 5466)."""
+    spec = lossdsl.parse(
+        "loss f(os: Prob[i], out: Real[i, d, 2]) {\n"
+        "    w, u = out\n"
+        "    return mean(u / (1.5 + tanh(os)) * cos(out))\n"
+        "}"
+    )
+    f = spec.compile("jax")
+
+    def direct(os, out):
+        u = out[..., 1]
+        return jnp.mean(u[..., None] / (1.5 + jnp.tanh(os))[:, None, None] * jnp.cos(out))
+
+    rng = np.random.default_rng(0)
+    os_ = jnp.asarray(rng.uniform(0.0, 1.0, 3), dtype=jnp.float32)
+    out = jnp.asarray(rng.normal(size=(3, 2, 2)), dtype=jnp.float32)
+    np.testing.assert_allclose(f(os_, out), direct(os_, out), rtol=1e-5)
+    got, want = jax.grad(f, (0, 1))(os_, out), jax.grad(direct, (0, 1))(os_, out)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)

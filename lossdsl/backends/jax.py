@@ -116,7 +116,8 @@ class JaxPrinter(TensorPrinter):
         want, rank = self._want, self.rank(expr)
         short = bool(want) and 0 < rank < want  # type: ignore[operator]
         leaf = isinstance(expr, (sympy.Symbol, ir.TensorOp)) or not expr.args
-        self._want = None if leaf or short else max(want or 0, rank)
+        # a padded node's operands align with the node itself, at its own rank
+        self._want = None if leaf else rank if short else max(want or 0, rank)
         try:
             printed = super()._print(expr, **kwargs)
         finally:
