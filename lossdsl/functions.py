@@ -113,6 +113,29 @@ class Safe(Function):
         return self.args[0].is_real
 
 
+class Same(Function):
+    """``Same(a, b)``: 1 where ``a == b`` exactly, else 0 (the tie mask of a max or min). Not a
+    ``Piecewise`` on ``Eq(a, b)``: SymPy would rewrite ``Eq(2 + t, m)`` as ``Eq(t, m - 2)``,
+    which rounds otherwise, so that no element matches the max it is the max of."""
+
+    nargs = 2
+    is_real = True
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if a == b:
+            return S.One
+        if _number(a) and _number(b):
+            return S.Zero  # two different numbers
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.Zero
+
+    def _eval_is_nonnegative(self) -> bool:
+        return True
+
+
 class _Step(Function):
     """A piecewise-constant function: derivative zero almost everywhere."""
 

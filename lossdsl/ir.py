@@ -30,6 +30,7 @@ from lossdsl.functions import (  # noqa: F401 - re-exported
     Relu,
     Round,
     Safe,
+    Same,
     Sigmoid,
     Sign,
     Softplus,
@@ -219,7 +220,7 @@ class ReduceMax(Reduction):
         return None
 
     def mask(self) -> sympy.Expr:
-        hit = Piecewise((S.One, sympy.Eq(self.arg, self)), (S.Zero, True))
+        hit = Same(self.arg, self)
         return hit / ReduceSum.make(hit, self.dims)
 
     def vjp(self, cot: sympy.Expr) -> sympy.Expr:

@@ -142,6 +142,9 @@ class Evaluator:
         if isinstance(expr, ir.Clamp):
             x, lo, hi = (self.eval(a) for a in args)
             return np.minimum(np.maximum(x, lo), hi)
+        if isinstance(expr, ir.Same):  # a tie mask: 1 where equal
+            a, b = (np.asarray(self.eval(x), float) for x in args)
+            return (a == b).astype(float)
         for cls, fn in _UNARY.items():
             if isinstance(expr, cls):
                 return fn(np.asarray(self.eval(args[0]), float))

@@ -178,6 +178,10 @@ class TensorPrinter(PythonCodePrinter):
         u, cond = expr.args
         return self.WHERE.format(self._print(cond), self._print(u), "1.0")
 
+    # A tie mask: both sides printed as they are, compared exactly.
+    def _print_Same(self, expr: ir.Same) -> str:
+        return self.ASTYPE.format(x=self._print(sympy.Eq(*expr.args, evaluate=False)))
+
     # Heaviside(x, h) from max/min derivatives: ties split by h (1/2 by default, like torch).
     def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
         x = expr.args[0]
