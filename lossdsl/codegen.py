@@ -123,7 +123,7 @@ def specialise(loss: ir.LossIR, params: dict[str, object]) -> Plan:
             subs[loss.param_symbols[info.name]] = constant(float(value))
         else:
             tensors.append(info)
-    value = _decided(loss.output.xreplace(subs)) if subs else loss.output
+    value = _decided(loss.output.xreplace(subs) if subs else loss.output)
     return Plan(loss, value, Layout(loss.order), scalars, tensors, wrt=loss.differentiated())
 
 
@@ -238,9 +238,9 @@ def _tidy(expr: sympy.Basic, clamp: bool = True) -> sympy.Basic:
 
 
 def _decided(expr: sympy.Basic) -> sympy.Basic:
-    """Comparisons that the param values make true or false whatever the inputs (``a + p >=
-    a + p + 0.1``, which SymPy leaves standing) as ``True``/``False``, so that their branches
-    fold away instead of reaching a `where` as a Python bool."""
+    """Comparisons that are true or false whatever the inputs, once param values are in
+    (``a + p >= a + p + 0.1``, which SymPy leaves standing), as ``True``/``False``, so that
+    their branches fold away instead of reaching a `where` as a Python bool."""
     decided = {}
     for rel in expr.atoms(sympy.core.relational.Relational):
         difference = rel.lhs - rel.rhs

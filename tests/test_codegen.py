@@ -163,18 +163,20 @@ def test_sums_over_full_size_tensors_are_collected_on_the_inputs() -> None:
 def test_a_comparison_the_params_decide_folds_its_branches() -> None:
     """`(a + p) >= (a + p) + 0.1373` is false whatever `x` once `a` is a number; SymPy leaves
     it standing, and it reached `torch.where` as a Python bool (a TypeError). Now the branch
-    folds: the loss is sum(c), with no gradient through `p`."""
-    spec = lossdsl.parse(
-        "loss f(x: Real[N], c: Binary) {\n"
-        "    param a: Real = 1.5\n"
-        "    p = sqrt(2 + tanh(x))\n"
-        "    return sum[N](where((a + p) >= (a + p) + 0.1373, p, c))\n"
-        "}"
-    )
-    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    one = torch.tensor(1.0, dtype=torch.float64)
-    value = spec.compile("torch")(x, one)
-    (grad,) = torch.autograd.grad(value, x)
-    assert float(value) == 3.0 and torch.equal(grad, torch.zeros(3, dtype=torch.float64))
+    folds: the loss is sum(c), with no gradient through `p`. The same with the number written
+    in the spec."""
     jnp = pytest.importorskip("jax.numpy")
-    assert float(spec.compile("jax")(jnp.ones(3), jnp.asarray(1.0))) == 3.0
+    for head, a in (("    param a: Real = 1.5\n", "a"), ("", "1.5")):
+        spec = lossdsl.parse(
+            "loss f(x: Real[N], c: Binary) {\n"
+            f"{head}"
+            "    p = sqrt(2 + tanh(x))\n"
+            f"    return sum[N](where(({a} + p) >= ({a} + p) + 0.1373, p, c))\n"
+            "}"
+        )
+        x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        one = torch.tensor(1.0, dtype=torch.float64)
+        value = spec.compile("torch")(x, one)
+        (grad,) = torch.autograd.grad(value, x)
+        assert float(value) == 3.0 and torch.equal(grad, torch.zeros(3, dtype=torch.float64))
+        assert float(spec.compile("jax")(jnp.ones(3), jnp.asarray(1.0))) == 3.0
