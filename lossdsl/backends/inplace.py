@@ -41,6 +41,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from lossdsl.backends.module import needs_gate
+
 FLOAT = "float"  # a tensor of the computation's dtype with known dims
 SCALAR = "scalar"  # a Python number or a 0-d tensor of the computation's dtype
 BOOL = "bool"
@@ -182,8 +184,8 @@ class _Walker:
                 return Value(leaf.kind, leaf.dims, self._segment(tree.value))
             if isinstance(tree.value, ast.Name):  # another name for the same tensor
                 return self.opaque(tree.value)
-            if _is_gated(tree.value):  # `t = X if needs[k] else None`: every reader of t is
-                return self._gated(tree.value)  # gated so that it runs only where t is X
+            if needs_gate(tree.value) is not None:  # `t = X if needs[k] else None`: every
+                return self._gated(tree.value)  # reader of t runs only where t is X
             return self.value(tree.value)
         if isinstance(tree, ast.Return) and tree.value is not None:
             self.rewritten = f"return {self.opaque(tree.value).text}"
@@ -465,16 +467,6 @@ def _changed(nodes: list[ast.expr], values: list[Value]) -> list[tuple[ast.AST, 
 
 def _is_name(node: ast.expr) -> bool:
     return isinstance(node, ast.Name)
-
-
-def _is_gated(node: ast.expr) -> bool:
-    """``X if needs[k] else None`` (lossdsl.backends.module.schedule)."""
-    return (
-        isinstance(node, ast.IfExp)
-        and isinstance(node.orelse, ast.Constant)
-        and node.orelse.value is None
-        and "needs[" in ast.unparse(node.test)
-    )
 
 
 def _is_product(node: ast.expr) -> bool:

@@ -191,23 +191,32 @@ def schedule(body: list[str]) -> list[str]:
     ``body`` as for :func:`release`: unindented assignments, one a line, then the return.
     Anything else leaves it as it is."""
     *lines, final = body
+    trees = _assignments(lines)
+    if trees is None or not final.startswith("return "):
+        return body
+    plain = _ordered(lines, trees, final)
+    copied = _copies(lines, trees)
+    copied_trees = _assignments(copied) if copied != lines else None
+    if copied_trees is None:
+        return plain
+    more = _ordered(copied, copied_trees, final)
+    return more if _peak(more) < _peak(plain) else plain  # copies where they lower the peak
+
+
+def _assignments(lines: list[str]) -> list[ast.Assign] | None:
+    """Each line parsed as ``name = expr``, every name bound once; ``None`` otherwise (order
+    then matters beyond reads)."""
     trees = []
     for line in lines:
         try:
             (tree,) = ast.parse(line).body
         except SyntaxError:
-            return body
+            return None
         if not (isinstance(tree, ast.Assign) and isinstance(tree.targets[0], ast.Name)):
-            return body
+            return None
         trees.append(tree)
-    index = {tree.targets[0].id: i for i, tree in enumerate(trees)}  # type: ignore[attr-defined]
-    if len(index) < len(trees) or not final.startswith("return "):
-        return body  # a name bound twice: order matters beyond reads
-    copied = _copies(lines, trees)
-    if copied != lines:  # kept where they lower the most temporaries alive at once
-        plain, more = _ordered(lines, trees, final), schedule([*copied, final])
-        return more if _peak(more) < _peak(plain) else plain
-    return _ordered(lines, trees, final)
+    names = {tree.targets[0].id for tree in trees}  # type: ignore[attr-defined]
+    return trees if len(names) == len(trees) else None
 
 
 def _ordered(lines: list[str], trees: list[ast.Assign], final: str) -> list[str]:
@@ -223,7 +232,8 @@ def _ordered(lines: list[str], trees: list[ast.Assign], final: str) -> list[str]
     for i, needed in enumerate(reads):
         for j in needed:
             readers[j].append(i)
-    gates: list[frozenset[int] | None] = [_gate(tree.value) for tree in trees]
+    own = [needs_gate(tree.value) for tree in trees]  # the gradients' own `if needs[k]`
+    gates = list(own)
     roots = [i for i in range(len(trees)) if not readers[i] or gates[i] is not None]
     every = frozenset().union(*(g for g in gates if g is not None))
     for i in reversed(range(len(trees))):
@@ -249,8 +259,7 @@ def _ordered(lines: list[str], trees: list[ast.Assign], final: str) -> list[str]
     out = []
     for i in order:
         line = lines[i]
-        own = _gate(trees[i].value)
-        if gates[i] is not None and own is None:
+        if gates[i] is not None and own[i] is None:
             test = " or ".join(f"needs[{k}]" for k in sorted(gates[i]))  # type: ignore[union-attr]
             name, _, expr = line.partition(" = ")
             line = f"{name} = ({expr}) if {test} else None"
@@ -338,7 +347,7 @@ def _loads(expr: ast.expr) -> set[str]:
     return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
 
 
-def _gate(expr: ast.expr) -> frozenset[int] | None:
+def needs_gate(expr: ast.expr) -> frozenset[int] | None:
     """The k of ``X if needs[k] (or needs[l] ...) else None``; ``None`` for any other form."""
     if not (isinstance(expr, ast.IfExp) and ast.unparse(expr.orelse) == "None"):
         return None
