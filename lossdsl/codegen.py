@@ -404,7 +404,7 @@ def _mirror_sigmoids(
             subs[Sigmoid(u)] = sympy.Piecewise((r, side), (e * r, True), evaluate=False)
             subs[Sigmoid(-u)] = sympy.Piecewise((e * r, side), (r, True), evaluate=False)
         return [(t, rhs.xreplace(subs)) for t, rhs in assignments], [
-            r.xreplace(subs) for r in results
+            result.xreplace(subs) for result in results
         ]
 
 
