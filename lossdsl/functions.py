@@ -136,6 +136,21 @@ class Same(Function):
         return True
 
 
+class Tied(Function):
+    """``Tied(a, g)``: ``a`` itself, printed so that computing it reads ``g``
+    (``where(g == g, a, a)``). Compiled mode ties the argument of a loss's sum to a gradient
+    of the same shape that does not need the sum: a fusing compiler then evaluates the sum and
+    the gradient in one loop over the inputs, not two (see ``codegen.tie_reductions``)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.One if argindex == 1 else S.Zero
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
 class _Step(Function):
     """A piecewise-constant function: derivative zero almost everywhere."""
 

@@ -34,6 +34,7 @@ from lossdsl.functions import (  # noqa: F401 - re-exported
     Sigmoid,
     Sign,
     Softplus,
+    Tied,
 )
 
 # --- leaves --------------------------------------------------------------------------------

@@ -415,6 +415,42 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     torch.testing.assert_close(got, want, rtol=1e-6, atol=torch.finfo(torch.float32).tiny)
 
 
+@pytest.mark.parametrize("name", ["huber", "mse", "bce_with_logits", "focal"])
+def test_compiled_mode_ties_the_sum_to_the_gradient(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An elementwise loss's sum reads its gradient (`where(g == g, a, a)`, which is `a`),
+    and the gradient is returned as computed, not as an expanded view: inductor then
+    evaluates both in one loop over the inputs (the slow test below). Values and gradients
+    are eager mode's."""
+    spec = lossdsl.load(SPECS / f"{name}.loss")
+    body = spec.emit("torch", mode="compiled").split("def _value_and_grad", 1)[1]
+    body = body.split("\ndef ", 1)[0]
+    assert re.search(r"torch\.sum\(torch\.where\((\w+) == \1, (\w+), \2\)", body)
+    assert "broadcast_to" not in body
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
+    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
+    inputs = tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs)
+    torch.testing.assert_close(fused(*inputs), eager(*inputs), rtol=1e-14, atol=0)
+    for got, want in zip(grads(fused, inputs, spec), grads(eager, inputs, spec), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.slow
+def test_inductor_computes_a_tied_sum_and_its_gradient_in_one_loop() -> None:
+    """What the tie is for (torch 2.13's CPU inductor): one loop over the elements, storing
+    the gradient and accumulating the sum, where the untied source had two."""
+    from torch._inductor.utils import run_and_get_code
+
+    source = lossdsl.load(SPECS / "huber.loss").emit("torch", mode="compiled")
+    namespace: dict = {}
+    exec(compile(source, "huber_compiled", "exec"), namespace)
+    x, t = torch.randn(4096), torch.randn(4096)
+    torch._dynamo.reset()
+    _, (code, *_) = run_and_get_code(torch.compile(namespace["_value_and_grad"]), x, t, (True,) * 2)
+    assert len(re.findall(r"for\(int64_t x0=", code)) == 1
+
+
 def test_unknown_mode_is_an_error() -> None:
     with pytest.raises(lossdsl.BackendError, match="unknown mode"):
         load("focal").compile("torch", mode="fast")

@@ -4,6 +4,7 @@ compared with the direct translation (value and autograd gradient) on both backe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,38 @@ def test_a_comparison_the_params_decide_folds_its_branches() -> None:
         (grad,) = torch.autograd.grad(value, x)
         assert float(value) == 3.0 and torch.equal(grad, torch.zeros(3, dtype=torch.float64))
         assert float(spec.compile("jax")(jnp.ones(3), jnp.asarray(1.0))) == 3.0
+
+
+def test_a_sum_the_gradient_does_not_need_is_tied_to_it() -> None:
+    """Compiled mode: the argument of the value's sum reads a gradient of its shape, so that
+    inductor computes both in one loop. Not where the gradient needs that sum (one loop could
+    not do both), nor to a gradient of other dims, nor a sum of a sum."""
+    x, t = sympy.Symbol("x|N,C", real=True), sympy.Symbol("t|N,C", real=True)
+    dims = ir.dims_tuple(("N", "C"))
+    total = ir.ReduceSum((x - t) ** 2, dims)
+    grad = 2 * (x - t)
+    tied = codegen.tie_reductions(total / 7, [grad])
+    assert tied == ir.ReduceSum(ir.Tied((x - t) ** 2, grad), dims) / 7
+    needs_it = 2 * (x - t) * total
+    assert codegen.tie_reductions(total, [needs_it]) == total
+    per_row = ir.ReduceSum(x, ir.dims_tuple(("C",)))
+    assert codegen.tie_reductions(total, [per_row]) == total
+    nested = ir.ReduceSum(x * ir.ReduceSum(t**2, ir.dims_tuple(("C",))), dims)
+    inner = ir.ReduceSum(ir.Tied(t**2, grad), ir.dims_tuple(("C",)))
+    assert codegen.tie_reductions(nested, [grad]) == ir.ReduceSum(x * inner, dims)
+
+
+def test_a_tied_argument_is_named_and_keeps_its_value() -> None:
+    """`where(g == g, a, a)` is `a` whatever `g` holds (NaN included), and prints names, not
+    the argument's expression twice."""
+    spec = lossdsl.parse(
+        "loss f(x: Real[N], t: Real[N]) { return mean(log1p(exp(x - t)) * x) }", "tied.loss"
+    )
+    source = spec.emit("torch", mode="compiled")
+    body = source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
+    (call,) = re.findall(r"torch\.where\((\w+) == (\w+), (\w+), (\w+)\)", body)
+    assert call[0] == call[1] and call[2] == call[3]
+    assert re.search(rf"grad_x = {call[0]} if needs\[0\] else None", body)  # no expanded view
+    a = torch.tensor([1.0, 2.0])
+    for g in (torch.tensor([0.5, float("nan")]), torch.tensor([float("inf"), -1.0])):
+        torch.testing.assert_close(torch.where(g == g, a, a), a)

@@ -196,6 +196,7 @@ def test_rewrite_never_writes_inputs_views_smaller_or_integer_tensors() -> None:
         ("a = w*2", "b = a*x", "return b"),  # a [N] buffer cannot hold the [N, D] result
         ("a = x*2", "b = torch.broadcast_to(a, x.shape)", "c = a*3", "return b, c"),  # a view
         ("a = x*2", "b = a", "c = a*3", "return b, c"),  # another name for it
+        ("a = x*2", "b = a if needs[0] else None", "c = -a", "return b, c"),  # a gated one
         ("a = x*2", "return a*3, a"),  # returned
         ("a = i*2", "b = a*w", "return b"),  # integers
         ("a = (x > 0)", "b = -a", "return b"),  # booleans

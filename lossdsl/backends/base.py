@@ -182,6 +182,11 @@ class TensorPrinter(PythonCodePrinter):
     def _print_Same(self, expr: ir.Same) -> str:
         return self.ASTYPE.format(x=self._print(sympy.Eq(*expr.args, evaluate=False)))
 
+    # `a`, computed so that it reads `g` (`a` is a name: codegen.program makes it one).
+    def _print_Tied(self, expr: ir.Tied) -> str:
+        a, g = (self._print(arg) for arg in expr.args)
+        return self.WHERE.format(f"{g} == {g}", a, a)
+
     # Heaviside(x, h) from max/min derivatives: ties split by h (1/2 by default, like torch).
     def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
         x = expr.args[0]

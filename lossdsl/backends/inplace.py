@@ -194,6 +194,8 @@ class _Walker:
         return None
 
     def _gated(self, node: ast.IfExp) -> Value:
+        if isinstance(node.body, ast.Name):  # another name for the same tensor: aliased
+            return self.opaque(node)
         x = self.value(node.body)
         test = self.opaque(node.test)
         text = self._splice(node, _changed([node.test, node.body], [test, x]))

@@ -127,9 +127,10 @@ def straight_line(
     plan: Plan,
     exprs: list[sympy.Basic],
     reserved: set[str],
+    tie: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """CSE'd statements and result expressions, printed."""
-    prog: Program = program(exprs, plan.loss, plan)
+    """CSE'd statements and result expressions, printed (``tie``: see codegen.program)."""
+    prog: Program = program(exprs, plan.loss, plan, tie)
     for temp, name in list(prog.names.items()):
         while name in reserved:
             name += "_"

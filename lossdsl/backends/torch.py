@@ -163,7 +163,9 @@ def _joint_function(
     exprs = _leaf_exprs(plan, unit)
     everything = _share_log_softmax([plan.value, *exprs.values()])
     exprs = dict(zip(exprs, everything[1:], strict=True))
-    lines, (value, *printed) = straight_line(_printer(plan), plan, everything, reserved)
+    lines, (value, *printed) = straight_line(
+        _printer(plan), plan, everything, reserved, tie=plan.recompute
+    )
     body = _prelude(plan, everything) + lines
     body.append(f"value = {_value_result(plan, value)}")
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
@@ -227,7 +229,7 @@ def _assemble(
         if info not in plan.wrt:
             continue
         own, *parts = plan.loss.leaves_of(info.name)
-        total = _broadcast_or_zero(result[own], exprs[own], x, sizes)
+        total = _broadcast_or_zero(result[own], exprs[own], own, x, sizes)
         if parts:
             dim = plan.loss.components[parts[0]][1]
             axis = plan.layout.axis(dim)
@@ -240,7 +242,7 @@ def _assemble(
                     pieces.append(DIALECT.zeros_like.format(x=f"{x}[{index}]"))
                     continue
                 leaf = py_name(ir.leaf_name(p))
-                piece = _broadcast_or_zero(result[p], exprs[p], leaf, sizes)
+                piece = _broadcast_or_zero(result[p], exprs[p], p, leaf, sizes)
                 columns.setdefault(k, []).append(
                     f"grad_{leaf} = {piece} if needs[{position}] else None"
                 )
@@ -266,7 +268,15 @@ def _prelude_components(body: list[str], plan: Plan) -> list[str]:
     return body[:1] + extra + body[1:]
 
 
-def _broadcast_or_zero(printed: str, expr: sympy.Basic, like: str, sizes: set[sympy.Expr]) -> str:
+def _broadcast_or_zero(
+    printed: str, expr: sympy.Basic, leaf: sympy.Symbol, like: str, sizes: set[sympy.Expr]
+) -> str:
+    """The gradient of ``leaf`` (the tensor ``like``) at its shape. One that varies along all
+    of the leaf's dims has it already, and stays a plain tensor: an expanded view of a result
+    keeps inductor from computing it in the loop of a sum that reads it (codegen.Tied)."""
+    dims = ir.dims_of(leaf)
+    if dims and ir.dims_of(expr) == dims and not isinstance(expr, sympy.Symbol):
+        return printed
     if expr == 0:
         return DIALECT.zeros_like.format(x=like)
     if expr.is_number:
