@@ -217,9 +217,10 @@ def _not_binary(info: InputInfo) -> CallError:
 
 
 def _is_binary(x: Any) -> bool:
-    """Whether every element is 0 or 1. For a torch tensor: its range in one pass, then, for
-    floats, sum(x * (1 - x)) (terms >= 0, so 0 only if all are) a chunk at a time: no
-    full-size temporary (one 64K-element buffer), about a quarter of the time of
+    """Whether every element is 0 or 1. For a torch tensor of up to one chunk: whether
+    x - x*x has a nonzero element. A larger one: its range in one pass, then, for floats,
+    sum(x * (1 - x)) (terms >= 0, so 0 only if all are) a chunk at a time: no full-size
+    temporary (one 64K-element buffer), about a quarter of the time of
     `((x == 0) | (x == 1)).all()`.
     (Compiled mode checks inside its own graph instead: :func:`_with_binary_check`.)"""
     torch = sys.modules.get("torch")
@@ -228,6 +229,10 @@ def _is_binary(x: Any) -> bool:
     flat = x.reshape(-1)
     if flat.dtype == torch.bool:
         return True
+    if flat.is_floating_point() and flat.numel() <= _CHUNK:
+        # x - x*x is 0 exactly for 0 and 1 and for nothing else (NaN and inf give NaN, which
+        # counts): two kernels, where the path below costs about ten calls into torch.
+        return not torch.addcmul(flat, flat, flat, value=-1).any().item()
     low, high = torch.aminmax(flat)
     if not (low >= 0 and high <= 1):  # NaN fails here too
         return False

@@ -480,6 +480,26 @@ def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
         f(torch.zeros(3), good)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_binary_check_is_exact_at_every_size(dtype: torch.dtype) -> None:
+    """A tensor of up to one chunk is checked by x - x*x (0 only at 0 and 1), a larger one by
+    its range and chunked dot products: both refuse values one ulp away from 0 and 1,
+    denormals, infinities and NaN, and accept -0.0."""
+    from lossdsl.runtime import _CHUNK, _is_binary
+
+    info = torch.finfo(dtype)
+    bad = [0.5, 1 - info.eps / 2, 1 + info.eps, info.tiny * info.eps, -info.tiny, 2.0, 1e-30]
+    bad += [info.max, float("inf"), -float("inf"), float("nan")]
+    for n in (4, _CHUNK + 5):
+        good = (torch.arange(n) % 3 == 0).to(dtype)
+        good[1] = -0.0
+        assert _is_binary(good)
+        for value in bad:
+            x = good.clone()
+            x[-2] = value
+            assert not _is_binary(x), (n, value)
+
+
 def test_cross_entropy_gradient_reuses_the_forward_log_softmax() -> None:
     """The forward's log_softmax is reused for the gradient (exp, not a second softmax); the
     gradient is F.cross_entropy's."""
