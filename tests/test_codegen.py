@@ -159,6 +159,10 @@ def test_sums_over_full_size_tensors_are_collected_on_the_inputs() -> None:
     assert got == b + t * (a - 2 * b)
     kept = sympy.exp(x) * t + sympy.sin(x)  # nothing per row to combine
     assert codegen._collect_leaves(kept) == kept
+    # nothing smaller than full size but numbers: left as it is, without expanding its terms
+    u, v = sympy.Symbol("u|N", real=True), sympy.Symbol("v|N", real=True)
+    rank_one = (u + 1) * (v - 2) + u * v * sympy.Symbol("n_N", positive=True)
+    assert codegen._collect_leaves(rank_one) is rank_one
 
 
 def test_a_comparison_the_params_decide_folds_its_branches() -> None:
