@@ -367,7 +367,8 @@ def program(
     temps = sympy.numbered_symbols("_cse", real=True)
     with ir.frozen():
         assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
-        assignments, results = _name_tied(assignments, results, temps)
+        if tie:
+            assignments, results = _name_tied(assignments, results, temps)
     bindings = {}
     if plan is not None:
         subs = {loss.param_symbols[k]: constant(v) for k, v in plan.params.items()}
