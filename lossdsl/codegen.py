@@ -8,6 +8,7 @@ with size 1 along the dims it lacks, so broadcasting by *name* is NumPy broadcas
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,10 +180,18 @@ def _unsafe_argument(e: sympy.Basic) -> sympy.Basic | None:
     return None
 
 
+def _rebuilt(expr: sympy.Basic, args: list[sympy.Basic]) -> sympy.Basic:
+    """``expr`` with new arguments; ``expr`` itself where none changed (rebuilding re-evaluates:
+    a ``Max`` of GIoU's box corners compares its arguments pairwise, about 0.3 s in all)."""
+    if all(new is old for new, old in zip(args, expr.args, strict=True)):
+        return expr
+    return expr.func(*args)
+
+
 def _guard_branch(expr: sympy.Basic, selected: sympy.Basic) -> sympy.Basic:
     if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
         return expr
-    expr = expr.func(*(_guard_branch(a, selected) for a in expr.args))
+    expr = _rebuilt(expr, [_guard_branch(a, selected) for a in expr.args])
     arg = _unsafe_argument(expr)
     if arg is None or arg.is_number:
         return expr
@@ -194,7 +203,7 @@ def guard(expr: sympy.Basic) -> sympy.Basic:
     in a branch are replaced by 1 where that branch is not selected."""
     if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
         return expr
-    expr = expr.func(*(guard(a) for a in expr.args))
+    expr = _rebuilt(expr, [guard(a) for a in expr.args])
     if not isinstance(expr, sympy.Piecewise):
         return expr
     pieces = []
@@ -221,6 +230,17 @@ class Program:
     dims: dict[sympy.Basic, frozenset[str]] = field(default_factory=dict)  # of temporaries
 
 
+def _tidy_scaled(expr: sympy.Basic, clamp: bool, scale: Symbol | None) -> sympy.Basic:
+    """:func:`_tidy`, where a product with ``scale`` (a scalar loss's cotangent: the backward
+    function's gradients are the unit gradients times it) is tidied without it: the unit
+    gradients are then tidied once for the forward and the backward function (GIoU: 8
+    gradients at about 20 ms each)."""
+    if scale is not None and isinstance(expr, sympy.Mul) and scale in expr.args:
+        return scale * _tidy(sympy.Mul(*(a for a in expr.args if a != scale)), clamp)
+    return _tidy(expr, clamp)
+
+
+@functools.lru_cache(maxsize=64)  # the value and the unit gradients, met once per program
 def _tidy(expr: sympy.Basic, clamp: bool = True) -> sympy.Basic:
     """Fewer kernels before CSE: whole floats become integers (``1.0*x`` is ``x``, ``x**2.0``
     is ``x**2``), ``exp(-k*softplus(u))`` becomes ``sigmoid(-u)^k``, common factors leave sums
@@ -361,7 +381,8 @@ def program(
     With ``tie``, ``exprs`` are a value and its gradients, and the value's sums are tied to a
     gradient (:func:`tie_reductions`)."""
     fused = plan is not None and plan.recompute  # torch compiled mode
-    exprs = [_tidy(e, clamp=not fused) for e in exprs]
+    scale = cotangent(plan) if plan is not None and not plan.output_dims else None
+    exprs = [_tidy_scaled(e, not fused, scale) for e in exprs]
     if tie:
         exprs = [tie_reductions(exprs[0], exprs[1:]), *exprs[1:]]
     temps = sympy.numbered_symbols("_cse", real=True)

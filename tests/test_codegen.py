@@ -98,6 +98,29 @@ def test_guard_replaces_unsafe_arguments_of_unselected_branches() -> None:
     )
 
 
+def test_guard_keeps_subtrees_without_branches_as_they_are() -> None:
+    # Rebuilding re-evaluates: a Max compares its arguments pairwise (GIoU: about 0.3 s).
+    x, y = ir.leaf("x", ("N",)), ir.leaf("y", ("N",))
+    corner = sympy.Max(x, y)
+    expr = corner * sympy.Piecewise((sympy.log(x), x > 0), (0, True))
+    guarded = codegen.guard(expr)
+    assert codegen.guard(corner) is corner
+    assert any(a is corner for a in guarded.args)
+    assert guarded.atoms(ir.Safe)
+
+
+def test_a_scaled_gradient_is_tidied_as_its_unit_gradient() -> None:
+    # The backward function's gradients (cotangent times the unit gradient) reuse the forward
+    # function's tidying of the unit gradient.
+    x, t = ir.leaf("x", ("N",)), ir.leaf("t", ("N",))
+    scale = ir.leaf("grad'", ())
+    unit = 2 * x * t / (1 + x) + 2 * x**2.0
+    tidied = codegen._tidy(unit, True)
+    hits = codegen._tidy.cache_info().hits
+    assert codegen._tidy_scaled(scale * unit, True, scale) == scale * tidied
+    assert codegen._tidy.cache_info().hits == hits + 1
+
+
 def test_py_name_never_shadows_generated_names() -> None:
     assert codegen.py_name("torch") == "torch_"
     assert codegen.py_name("lambda") == "lambda_"

@@ -141,7 +141,11 @@ def _value_result(plan: Plan, result: str) -> str:
 
 
 def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
-    exprs = _leaf_exprs(plan, plan.grads)
+    """The vector-Jacobian product; for a scalar loss, the unit gradients times the cotangent
+    (the product is linear in it), which share their tidying with `_value_and_grad`."""
+    unit = unit_gradients(plan)
+    scaled = unit and {name: cotangent(plan) * g for name, g in unit.items()}
+    exprs = _leaf_exprs(plan, scaled or plan.grads)
     lines, printed = straight_line(_printer(plan), plan, list(exprs.values()), reserved)
     body = _prelude(plan, [*exprs.values(), cotangent(plan)]) + lines
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
