@@ -212,6 +212,55 @@ def test_rewrite_never_writes_inputs_views_smaller_or_integer_tensors() -> None:
     assert _rewrite("a = w*(x*2)", "return a")[0] == "a = (x*2).mul_(w)"
 
 
+def test_what_a_statement_consumes_at_once_shares_one_scratch_buffer() -> None:
+    """Full-size buffers allocated only to be consumed at once (a reduction's argument, the
+    operand of an in-place update) are written into one scratch buffer, in turn, where that
+    saves two or more allocations; never where something inside is using it."""
+    body = [
+        "a = torch.sigmoid(x)",
+        "s = torch.sum(a*x, dim=(1,), keepdim=True)",
+        "g = a*(s - x)*torch.exp(-x)",
+        "return s, g",
+    ]
+    assert _rewrite(*body) == [
+        "a = torch.sigmoid(x)",
+        "_scratch = x.new_empty(x.shape)",
+        "s = torch.sum(torch.mul(a, x, out=_scratch), dim=(1,), keepdim=True)",
+        "g = a.mul_(torch.sub(s, x, out=_scratch)).mul_(torch.neg(x, out=_scratch).exp_())",
+        "return s, g",
+    ]
+    # functional code allocates each; one use alone saves nothing: no scratch
+    functional = inplace.rewrite(body, LEAVES, ("N", "D"), in_place=False)
+    assert not any("_scratch" in line for line in functional)
+    assert not any("_scratch" in line for line in _rewrite(*body[:2], "return s"))
+    # the outer sum's argument is in use while the inner one is computed: only the inner
+    # one is written into the scratch buffer
+    nested = "b = torch.sum(x*w*torch.sum(x*w, dim=(1,), keepdim=True), dim=(1,), keepdim=True)"
+    out = _rewrite(nested, "c = torch.sum(x*x, dim=(1,), keepdim=True)", "return b, c")
+    assert out[1] == (
+        "b = torch.sum((x*w).mul_(torch.sum(torch.mul(x, w, out=_scratch), dim=(1,),"
+        " keepdim=True)), dim=(1,), keepdim=True)"
+    )
+    assert out[2] == "c = torch.sum(torch.mul(x, x, out=_scratch), dim=(1,), keepdim=True)"
+    # buffers smaller than every dim: none
+    small = ["s = torch.sum(w*w, dim=(0,), keepdim=True)", "t = w*2*torch.sum(w*3)", "return s, t"]
+    assert not any("_scratch" in line for line in _rewrite(*small))
+
+
+def test_the_scratch_buffer_leaves_values_and_gradients_bitwise_alike() -> None:
+    spec = lossdsl.load(ROOT / "specs/dice.loss")
+    source = spec.emit("torch")
+    assert "_scratch = logits.new_empty(logits.shape)" in source
+    assert source.count("out=_scratch") == 3  # p*target, the gradient's two factors
+    ours, theirs = _modules(spec)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, dtype=torch.float64, generator=gen)
+    target = (torch.rand(5, 7, generator=gen) > 0.5).double()
+    got = _value_and_grads(ours, [logits, target], spec)
+    want = _value_and_grads(theirs, [logits, target], spec)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1][0], want[1][0])
+
+
 def test_rewrite_fuses_multiply_adds_alike_in_place_and_functionally() -> None:
     """`a + b*c` and `a - b*c` become addcmul: no buffer for the product; the functional code
     (in_place=False) fuses the same ones, so that both round once, alike."""
