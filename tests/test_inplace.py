@@ -242,6 +242,9 @@ def test_what_a_statement_consumes_at_once_shares_one_scratch_buffer() -> None:
         " keepdim=True)), dim=(1,), keepdim=True)"
     )
     assert out[2] == "c = torch.sum(torch.mul(x, x, out=_scratch), dim=(1,), keepdim=True)"
+    # a multiply-add reads both factors at once: one of them at most uses the scratch buffer
+    product = [*body[:2], "g = a - (x*2)*(x*3)", "return s, g"]
+    assert _rewrite(*product)[3] == "g = a.addcmul_(torch.mul(x, 2, out=_scratch), x*3, value=-1)"
     # buffers smaller than every dim: none
     small = ["s = torch.sum(w*w, dim=(0,), keepdim=True)", "t = w*2*torch.sum(w*3)", "return s, t"]
     assert not any("_scratch" in line for line in _rewrite(*small))

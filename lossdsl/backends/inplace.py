@@ -345,7 +345,8 @@ class _Walker:
 
     def _consumed(self, v: Value) -> str:
         """The source of an operand that the enclosing operation consumes as soon as it is
-        computed (the argument of an in-place update or of a reduction): where it is a
+        computed (the argument of an in-place update or of a reduction, one of the factors
+        of a multiply-add): where it is a
         full-size buffer allocated for it, that allocation writes into the scratch buffer
         instead, unless something within it already does (it would still be in use).
 
@@ -396,7 +397,10 @@ class _Walker:
         tensors = all(v.kind == FLOAT and v.dims is not None for v in (a, b, c))
         lean = a.fresh or not any(v.fresh and v.dims == dims for v in (b, c))
         if tensors and a.dims == dims and lean:
-            args = f"{b.text}, {c.text}" + (", value=-1" if op is ast.Sub else "")
+            # b and c are both read by the one call: at most one of them uses the scratch
+            b_text = self._consumed(b) if SCRATCH not in c.text else b.text
+            c_text = self._consumed(c) if SCRATCH not in b_text else c.text
+            args = f"{b_text}, {c_text}" + (", value=-1" if op is ast.Sub else "")
             if self._owns(a):
                 return a.updated(f"{a.receiver()}.addcmul_({args})")
             text = f"torch.addcmul({a.text}, {args})"
