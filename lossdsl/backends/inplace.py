@@ -346,9 +346,9 @@ class _Walker:
     def _consumed(self, v: Value) -> str:
         """The source of an operand that the enclosing operation consumes as soon as it is
         computed (the argument of an in-place update or of a reduction, one of the factors
-        of a multiply-add): where it is a
-        full-size buffer allocated for it, that allocation writes into the scratch buffer
-        instead, unless something within it already does (it would still be in use).
+        of a multiply-add): where it is a full-size buffer allocated for it, that allocation
+        writes into the scratch buffer instead, unless something within it already does (it
+        would still be in use).
 
         Python evaluates ``r.mul_(a)`` as ``r``, then ``a``, then the update, and a
         reduction's argument just before the reduction, so the scratch buffer is in use only
@@ -359,9 +359,14 @@ class _Walker:
         site, out = v.alloc
         if SCRATCH in v.text:
             return v.text
-        prefix = f"({site})" if v.text.startswith(f"({site})") else site
-        rest = v.text[len(prefix) :]
-        if not v.text.startswith(prefix) or not (rest == "" or rest.startswith(".")):
+        # the allocation itself, or methods called on it: `(a - b).mul_(c)`, `f(x).mul_(c)`
+        if v.text == site:
+            rest = ""
+        elif v.text.startswith(f"({site})."):
+            rest = v.text[len(site) + 2 :]
+        elif site.endswith(")") and v.text.startswith(f"{site}."):
+            rest = v.text[len(site) :]
+        else:
             return v.text
         self.scratch_uses += 1
         return out.replace(OUT, SCRATCH) + rest

@@ -144,8 +144,8 @@ def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
     """The vector-Jacobian product; for a scalar loss, the unit gradients times the cotangent
     (the product is linear in it), which share their tidying with `_value_and_grad`."""
     unit = unit_gradients(plan)
-    scaled = unit and {name: cotangent(plan) * g for name, g in unit.items()}
-    exprs = _leaf_exprs(plan, scaled or plan.grads)
+    grads = plan.grads if unit is None else {k: cotangent(plan) * g for k, g in unit.items()}
+    exprs = _leaf_exprs(plan, grads)
     lines, printed = straight_line(_printer(plan), plan, list(exprs.values()), reserved)
     body = _prelude(plan, [*exprs.values(), cotangent(plan)]) + lines
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
