@@ -245,6 +245,23 @@ def test_what_a_statement_consumes_at_once_shares_one_scratch_buffer() -> None:
     # a multiply-add reads both factors at once: one of them at most uses the scratch buffer
     product = [*body[:2], "g = a - (x*2)*(x*3)", "return s, g"]
     assert _rewrite(*product)[3] == "g = a.addcmul_(torch.mul(x, 2, out=_scratch), x*3, value=-1)"
+    # every allocation it takes has an out= form (torch.relu has none)
+    calls = [f"torch.{function}(x)" for function in sorted(inplace._UNARY)]
+    calls += ["torch.clamp(x, min=0.7)", "torch.maximum(x, 1 - x)", "-x", "x**2", "2**x"]
+    calls += ["1 - x", "x / 3", "x + x*x", "x - 1"]
+    for call in calls:
+        lines = [f"{n} = torch.sum({call}, dim=(1,), keepdim=True)" for n in "ab"]
+        out = _rewrite(*lines, "return a, b")
+        if call == "torch.relu(x)":
+            assert not any("_scratch" in line for line in out)
+            continue
+        assert sum(line.count("out=_scratch") for line in out) == 2, out
+        functional = inplace.rewrite([*lines, "return a, b"], LEAVES, ("N", "D"), in_place=False)
+        x = torch.rand(3, 4, dtype=torch.float64) + 0.5
+        got, want = {"torch": torch, "x": x}, {"torch": torch, "x": x}
+        exec("\n".join(out[:-1]), got)
+        exec("\n".join(functional[:-1]), want)
+        assert torch.equal(got["b"], want["b"]), call
     # buffers smaller than every dim: none
     small = ["s = torch.sum(w*w, dim=(0,), keepdim=True)", "t = w*2*torch.sum(w*3)", "return s, t"]
     assert not any("_scratch" in line for line in _rewrite(*small))

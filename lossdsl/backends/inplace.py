@@ -473,7 +473,10 @@ class _Walker:
                 return self.opaque(node)
             if self._owns(x):
                 return x.updated(f"{x.receiver()}.{func[6:]}_()")
-            return self._allocated(x.dims, self._splice(node, _changed(args, [x])))
+            text = self._splice(node, _changed(args, [x]))
+            if func == "torch.relu":  # the one of them without an out= form
+                return Value(FLOAT, x.dims, text, True)
+            return self._allocated(x.dims, text)
         if func == "float" and len(args) == 1 and _literal(args[0]) in ("inf", "-inf", "nan"):
             return Value(SCALAR, frozenset(), self._segment(node))
         if func == "torch.nn.functional.softplus" and len(args) == 1 and not keywords:
