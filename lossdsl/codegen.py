@@ -367,7 +367,7 @@ def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
         return expr
     args = [_factor_branches(a) for a in expr.args]
     if not isinstance(expr, sympy.Piecewise):
-        return expr.func(*args) if args != list(expr.args) else expr
+        return _rebuilt(expr, args)
     pieces = [(arg.args[0], arg.args[1]) for arg in args]
     if all(value != 0 and value.could_extract_minus_sign() for value, _ in pieces):
         return -sympy.Piecewise(*[(-value, cond) for value, cond in pieces], evaluate=False)

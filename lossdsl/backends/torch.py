@@ -140,10 +140,10 @@ def _value_result(plan: Plan, result: str) -> str:
     return result
 
 
-def _grad_function(plan: Plan, reserved: set[str]) -> list[str]:
-    """The vector-Jacobian product; for a scalar loss, the unit gradients times the cotangent
-    (the product is linear in it), which share their tidying with `_value_and_grad`."""
-    unit = unit_gradients(plan)
+def _grad_function(plan: Plan, unit: dict[str, sympy.Expr] | None, reserved: set[str]) -> list[str]:
+    """The vector-Jacobian product; for a scalar loss (``unit``: its unit gradients), the unit
+    gradients times the cotangent (the product is linear in it), which share their tidying
+    with `_value_and_grad`."""
     grads = plan.grads if unit is None else {k: cotangent(plan) * g for k, g in unit.items()}
     exprs = _leaf_exprs(plan, grads)
     lines, printed = straight_line(_printer(plan), plan, list(exprs.values()), reserved)
@@ -342,7 +342,7 @@ def emit(plan: Plan, in_place: bool = True) -> str:
         *_value_function(plan, reserved),
         "",
         "",
-        *_grad_function(plan, reserved),
+        *_grad_function(plan, unit, reserved),
         "",
         "",
     ]
