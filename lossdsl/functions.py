@@ -7,6 +7,7 @@ import math
 
 import sympy
 from sympy import Function, Piecewise, S
+from sympy.codegen.cfunctions import log1p
 
 
 def _number(*args: sympy.Basic) -> bool:
@@ -149,6 +150,55 @@ class Tied(Function):
 
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
+
+
+class ExpSigmoid(Function):
+    """``ExpSigmoid(u, s)``: sigmoid(s * u) for s = 1 or -1, written from e = exp(-|u|) as
+    where(u >= 0, 1 / (1 + e), e / (1 + e)) (the sides swapped for s = -1), each side the
+    stable form. Compiled mode writes sigmoid and softplus of one argument this way when
+    several of them occur, so that a fusing compiler's kernel computes one exp for all of
+    them (``codegen._share_exp``). A function, not the ``Piecewise`` itself: SymPy would
+    distribute a power over the pieces (sigmoid(u)**2 -> exp(-2|u|) / (1 + e)**2, a second
+    exp)."""
+
+    nargs = 2
+    is_real = True
+
+    def written(self) -> sympy.Expr:
+        """The form printed: ``where(u >= 0, r, e * r)``, r = 1 / (1 + e)."""
+        u, s = self.args
+        e = sympy.exp(-sympy.Abs(u))
+        near, far = 1 / (1 + e), e / (1 + e)
+        if s < 0:
+            near, far = far, near
+        return Piecewise((near, u >= 0), (far, True), evaluate=False)
+
+
+class ExpSigmoidPair(Function):
+    """``ExpSigmoidPair(u)``: sigmoid(u) * sigmoid(-u), the derivative of sigmoid, written
+    e / (1 + e)**2 from e = exp(-|u|): the same on both sides of 0, so a kernel computing it
+    needs neither the sign of ``u`` nor a select (see :class:`ExpSigmoid`)."""
+
+    nargs = 1
+    is_real = True
+
+    def written(self) -> sympy.Expr:
+        """The form printed."""
+        e = sympy.exp(-sympy.Abs(self.args[0]))
+        return e / (1 + e) ** 2
+
+
+class ExpSoftplus(Function):
+    """``ExpSoftplus(u, s)``: softplus(s * u) for s = 1 or -1, written relu(s * u) +
+    log1p(exp(-|u|)) (see :class:`ExpSigmoid`)."""
+
+    nargs = 2
+    is_real = True
+
+    def written(self) -> sympy.Expr:
+        """The form printed."""
+        u, s = self.args
+        return Relu(s * u) + log1p(sympy.exp(-sympy.Abs(u)))
 
 
 class _Step(Function):

@@ -26,6 +26,9 @@ from lossdsl.errors import Span
 from lossdsl.functions import (  # noqa: F401 - re-exported
     Ceil,
     Clamp,
+    ExpSigmoid,
+    ExpSigmoidPair,
+    ExpSoftplus,
     Floor,
     Relu,
     Round,

@@ -387,14 +387,18 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     """mode="compiled" compiles its own source: no in-place updates, and each full-size
     sigmoid written where it is used (inductor would otherwise write a shared one to memory
     and read it back), sigmoid(x) and sigmoid(-x) both from exp(-|x|) (one exp for both in a
-    kernel); the small per-row temporaries stay shared. Same values as eager."""
+    kernel), their product in the gradient as e / (1 + e)**2 (no select on the sign); the
+    small per-row temporaries stay shared. Same values as eager."""
     text = (SPECS / "tversky.loss").read_text()
     spec = lossdsl.parse(text, "fused_tversky.loss")
     source = spec.emit("torch", mode="compiled")
     assert source != spec.emit("torch")
     body = source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
-    # tp, fp, fn and the gradient's two factors, each where(logits >= 0, ...)
-    assert len(re.findall(r"torch\.where\(\(logits\s+>=\s+0\), ", body)) == 5
+    # tp, fp and fn, each where(logits >= 0, ...); the gradient's sigmoid(x) * sigmoid(-x)
+    assert len(re.findall(r"torch\.where\(\(logits\s+>=\s+0\), ", body)) == 3
+    grad = body.split("grad_logits = ", 1)[1]
+    assert "torch.where" not in grad
+    assert re.search(r"torch\.exp\(-torch\.abs\(logits\)\)/\(1 \+\s+torch\.exp\(", grad)
     assert "torch.sigmoid(" not in body and "= torch.exp(" not in body
     assert not re.search(r"\.[a-z]\w*_\(", body)  # functional
     assert re.search(r"\n    \w+ = [\s(]*torch\.sum\(", body)  # a row sum, shared
@@ -413,6 +417,68 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     (got,) = torch.autograd.grad(fused(wide, mask), wide)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=1e-6, atol=torch.finfo(torch.float32).tiny)
+
+
+@pytest.mark.parametrize("name", ["bce_with_logits", "focal", "log_cosh"])
+def test_compiled_mode_writes_sigmoid_and_softplus_of_one_argument_from_one_exp(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where sigmoid and softplus of one argument (or of its negation, which CSE may name
+    apart: focal's t and -t) both occur, compiled mode writes each from exp(-|u|): the
+    kernel then computes one exp for all of them (the slow test below). Values and
+    gradients are eager mode's, far out on both sides too (no overflow, no cancellation)."""
+    spec = lossdsl.load(SPECS / f"{name}.loss")
+    body = spec.emit("torch", mode="compiled").split("def _value_and_grad", 1)[1]
+    body = body.split("\ndef ", 1)[0]
+    assert "torch.sigmoid(" not in body and "softplus(" not in body
+    arguments = set(re.findall(r"torch\.exp\(-torch\.abs\(([^()]+)\)\)", body))
+    assert len(arguments) == 1, arguments  # one u for all of them
+    read = "\n".join(line for line in body.splitlines() if not line.strip().startswith("del "))
+    for temp in re.findall(r"^    (t\d+) = ", body, flags=re.M):  # none left unread (-t)
+        assert len(re.findall(rf"\b{temp}\b", read)) > 1, temp
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
+    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
+    inputs = tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs)
+    torch.testing.assert_close(fused(*inputs), eager(*inputs), rtol=1e-13, atol=0)
+    for got, want in zip(grads(fused, inputs, spec), grads(eager, inputs, spec), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-16)
+    wide = torch.tensor([-1000.0, -90.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 90.0, 1000.0])
+    other = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    if name == "bce_with_logits":
+        wide, other = wide.reshape(1, -1), other.reshape(1, -1)
+    wide.requires_grad_(True)
+    for fn in (fused, eager):
+        assert torch.isfinite(fn(wide, other))
+    (got,), (want,) = (torch.autograd.grad(fn(wide, other), wide) for fn in (fused, eager))
+    exact = wide.detach().double().requires_grad_(True)
+    (truth,) = torch.autograd.grad(eager(exact, other.double()), exact)
+    assert torch.isfinite(got).all()
+    # within float32 rounding of the largest term (log_cosh's 2 sigmoid(2r) - 1 cancels near
+    # r = 0 in either form), as eager is
+    eps = torch.finfo(torch.float32).eps
+    for result in (got, want):
+        torch.testing.assert_close(
+            result.double(), truth, rtol=4 * eps, atol=eps * truth.abs().max()
+        )
+    torch.testing.assert_close(fused(wide, other), eager(wide, other), rtol=1e-6, atol=0)
+
+
+@pytest.mark.slow
+def test_inductor_computes_one_exp_for_focal_s_sigmoids_and_softplus() -> None:
+    """What writing them from exp(-|u|) is for (torch 2.13's CPU inductor): focal's kernel
+    evaluates exp once per element, where sigmoid(t), sigmoid(-t) and softplus(-t) took
+    three (and log1p once, as before)."""
+    from torch._inductor.utils import run_and_get_code
+
+    source = lossdsl.load(SPECS / "focal.loss").emit("torch", mode="compiled")
+    namespace: dict = {}
+    exec(compile(source, "focal_compiled", "exec"), namespace)
+    x, t = torch.randn(4096), (torch.rand(4096) < 0.3).float()
+    torch._dynamo.reset()
+    _, (code, *_) = run_and_get_code(torch.compile(namespace["_value_and_grad"]), x, t, (True,) * 2)
+    (loop,) = re.findall(r"for\(int64_t x0=.*?\n\s*}\n", code, flags=re.S)[:1]
+    vectorized = loop.split("Vectorized<float>::loadu", 1)[1]
+    assert vectorized.count(".exp()") == 1 and vectorized.count(".log1p()") == 1
 
 
 @pytest.mark.parametrize("name", ["huber", "mse", "bce_with_logits", "focal"])

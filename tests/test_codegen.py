@@ -4,6 +4,7 @@ compared with the direct translation (value and autograd gradient) on both backe
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -243,3 +244,21 @@ def test_a_tied_argument_is_named_and_keeps_its_value() -> None:
     a = torch.tensor([1.0, 2.0])
     for g in (torch.tensor([0.5, float("nan")]), torch.tensor([float("inf"), -1.0])):
         torch.testing.assert_close(torch.where(g == g, a, a), a)
+
+
+def test_sigmoid_pairs_become_one_sign_free_factor() -> None:
+    """sigmoid(u)**a * sigmoid(-u)**b keeps min(a, b) pairs as e / (1 + e)**2 and the rest as
+    they were; a lone sigmoid, or one of another argument, is left alone."""
+    u, v = sympy.symbols("u v", real=True)
+    plus, minus = ir.ExpSigmoid(u, 1), ir.ExpSigmoid(u, -1)
+    pair = ir.ExpSigmoidPair(u)
+    assert codegen._pair_sigmoids(3 * plus * minus) == 3 * pair
+    assert codegen._pair_sigmoids(plus**2 * minus * v) == pair * plus * v
+    assert codegen._pair_sigmoids(plus * ir.ExpSigmoid(v, -1)) == plus * ir.ExpSigmoid(v, -1)
+    assert codegen._pair_sigmoids(plus + minus) == plus + minus
+    e = sympy.exp(-sympy.Abs(u))
+    for point in (-30.0, -1.5, 0.0, 2.0, 40.0):
+        want = 1 / (1 + math.exp(-point)) / (1 + math.exp(point))
+        got = float(pair.written().subs(u, point))
+        assert math.isclose(got, want, rel_tol=1e-12)
+    assert pair.written() == e / (1 + e) ** 2

@@ -187,6 +187,16 @@ class TensorPrinter(PythonCodePrinter):
         a, g = (self._print(arg) for arg in expr.args)
         return self.WHERE.format(f"{g} == {g}", a, a)
 
+    # sigmoid and softplus through one exp(-|u|) (compiled mode, codegen._share_exp).
+    def _print_ExpSigmoid(self, expr: ir.ExpSigmoid) -> str:
+        return self._print(expr.written())
+
+    def _print_ExpSigmoidPair(self, expr: ir.ExpSigmoidPair) -> str:  # a quotient
+        return f"({self._print(expr.written())})"
+
+    def _print_ExpSoftplus(self, expr: ir.ExpSoftplus) -> str:  # a sum: parenthesized
+        return f"({self._print(expr.written())})"
+
     # Heaviside(x, h) from max/min derivatives: ties split by h (1/2 by default, like torch).
     def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
         x = expr.args[0]
