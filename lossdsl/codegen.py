@@ -375,11 +375,17 @@ def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
 
 
 def program(
-    exprs: list[sympy.Basic], loss: ir.LossIR, plan: Plan | None = None, tie: bool = False
+    exprs: list[sympy.Basic],
+    loss: ir.LossIR,
+    plan: Plan | None = None,
+    tie: bool = False,
+    differentiated: bool = False,
 ) -> Program:
     """CSE over all results at once; temporaries that are a binding of the spec take its name.
     With ``tie``, ``exprs`` are a value and its gradients, and the value's sums are tied to a
-    gradient (:func:`tie_reductions`)."""
+    gradient (:func:`tie_reductions`). ``differentiated``: the printed code is itself
+    differentiated (torch's `_grad` under create_graph=True), so sigmoid and softplus stay
+    as they are (:func:`_share_exp`'s forms have abs's and relu's derivative 0 at u = 0)."""
     fused = plan is not None and plan.recompute  # torch compiled mode
     scale = cotangent(plan) if plan is not None and not plan.output_dims else None
     exprs = [_tidy_scaled(e, not fused, scale) for e in exprs]
@@ -410,7 +416,8 @@ def program(
         dims[temp] = ir.dims_in(rhs, dims)
     if plan is not None and plan.recompute:
         assignments, results = _recompute_heavy(assignments, results, dims)
-        assignments, results = _share_exp(assignments, results, full)
+        if not differentiated:
+            assignments, results = _share_exp(assignments, results, full)
     return Program(list(assignments), list(results), names, dims)
 
 
@@ -520,8 +527,7 @@ def _share_exp(
 def _pair_sigmoids(expr: sympy.Basic) -> sympy.Basic:
     """Each product sigmoid(u) * sigmoid(-u) in ``expr`` (of :class:`ir.ExpSigmoid` factors,
     as :func:`_share_exp` writes them) as one :class:`ir.ExpSigmoidPair`, e / (1 + e)**2:
-    no select on the sign of u, and a kernel that needs nothing else of u's sign reads e
-    alone (Dice and Tversky's gradient, whose sums are written separately)."""
+    one quotient instead of two selected by the sign of u and their product."""
 
     def pair(product: sympy.Mul) -> sympy.Basic:
         powers = product.as_powers_dict()

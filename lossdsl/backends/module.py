@@ -128,9 +128,11 @@ def straight_line(
     exprs: list[sympy.Basic],
     reserved: set[str],
     tie: bool = False,
+    differentiated: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """CSE'd statements and result expressions, printed (``tie``: see codegen.program)."""
-    prog: Program = program(exprs, plan.loss, plan, tie)
+    """CSE'd statements and result expressions, printed (``tie``, ``differentiated``: see
+    codegen.program)."""
+    prog: Program = program(exprs, plan.loss, plan, tie, differentiated)
     for temp, name in list(prog.names.items()):
         while name in reserved:
             name += "_"

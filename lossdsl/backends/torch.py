@@ -146,7 +146,9 @@ def _grad_function(plan: Plan, unit: dict[str, sympy.Expr] | None, reserved: set
     with `_value_and_grad`."""
     grads = plan.grads if unit is None else {k: cotangent(plan) * g for k, g in unit.items()}
     exprs = _leaf_exprs(plan, grads)
-    lines, printed = straight_line(_printer(plan), plan, list(exprs.values()), reserved)
+    lines, printed = straight_line(
+        _printer(plan), plan, list(exprs.values()), reserved, differentiated=True
+    )
     body = _prelude(plan, [*exprs.values(), cotangent(plan)]) + lines
     body += _assemble(plan, exprs, dict(zip(exprs, printed, strict=True)))
     returns = _returns(plan)
