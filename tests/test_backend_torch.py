@@ -473,10 +473,10 @@ def test_compiled_mode_double_backward_is_exact_at_zero(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """create_graph=True differentiates compiled mode's `_grad`, which therefore keeps
-    sigmoid and softplus as they are: written from exp(-|u|) with abs and relu, whose
-    derivative at 0 is 0 in torch, sigmoid's derivative at u = 0 exactly (a zero-initialised
-    last layer) came out 0, not 1/4. Second derivatives against finite differences, and
-    against eager mode's."""
+    torch.sigmoid and softplus. Written from exp(-|u|) with abs and relu (derivative 0 at 0
+    in torch), sigmoid's derivative at u = 0 exactly (a zero-initialised last layer) came
+    out 0, not 1/4. Second derivatives against finite differences, and against eager
+    mode's."""
     spec = lossdsl.load(SPECS / f"{name}.loss")
     monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
     fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
