@@ -381,6 +381,26 @@ def test_compiled_mode_with_inductor_matches_eager() -> None:
     torch.testing.assert_close(got, want)
 
 
+def _joint_body(source: str) -> str:
+    """The body of `_value_and_grad` in an emitted module."""
+    return source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
+
+
+def _fused_and_eager(spec: lossdsl.Spec, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """Compiled mode's source run as it is (no torch.compile), and eager mode."""
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)
+    return spec.compile("torch", mode="compiled"), spec.compile("torch")
+
+
+def _assert_matches_at_a_random_point(
+    spec: lossdsl.Spec, fused, eager, value_rtol: float, grad_rtol: float
+) -> None:
+    inputs = tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs)
+    torch.testing.assert_close(fused(*inputs), eager(*inputs), rtol=value_rtol, atol=0)
+    for got, want in zip(grads(fused, inputs, spec), grads(eager, inputs, spec), strict=True):
+        torch.testing.assert_close(got, want, rtol=grad_rtol, atol=1e-16)
+
+
 def test_compiled_mode_source_recomputes_transcendentals_functionally(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -393,7 +413,7 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     spec = lossdsl.parse(text, "fused_tversky.loss")
     source = spec.emit("torch", mode="compiled")
     assert source != spec.emit("torch")
-    body = source.split("def _value_and_grad", 1)[1].split("\ndef ", 1)[0]
+    body = _joint_body(source)
     # tp, fp and fn, each where(logits >= 0, ...); the gradient's sigmoid(x) * sigmoid(-x)
     flat = re.sub(r"\s+", " ", body)
     assert len(re.findall(r"torch\.where\(\(logits >= 0\), ", flat)) == 3
@@ -405,8 +425,7 @@ def test_compiled_mode_source_recomputes_transcendentals_functionally(
     assert "torch.sigmoid(" not in body and "= torch.exp(" not in body
     assert not re.search(r"\.[a-z]\w*_\(", body)  # functional
     assert re.search(r"\n    \w+ = [\s(]*torch\.sum\(", body)  # a row sum, shared
-    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
-    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
+    fused, eager = _fused_and_eager(spec, monkeypatch)
     logits = torch.randn(3, 50, dtype=torch.float64, requires_grad=True)
     target = (torch.rand(3, 50) < 0.4).double()
     (want,) = torch.autograd.grad(eager(logits, target), logits)
@@ -431,8 +450,7 @@ def test_compiled_mode_writes_sigmoid_and_softplus_of_one_argument_from_one_exp(
     kernel then computes one exp for all of them (the slow test below). Values and
     gradients are eager mode's, far out on both sides too (no overflow, no cancellation)."""
     spec = lossdsl.load(SPECS / f"{name}.loss")
-    body = spec.emit("torch", mode="compiled").split("def _value_and_grad", 1)[1]
-    body = body.split("\ndef ", 1)[0]
+    body = _joint_body(spec.emit("torch", mode="compiled"))
     assert "torch.sigmoid(" not in body and "softplus(" not in body
     # exp(-|u|): one u for all of them, and no other exp
     flat = re.sub(r"\s+", " ", body)
@@ -441,12 +459,8 @@ def test_compiled_mode_writes_sigmoid_and_softplus_of_one_argument_from_one_exp(
     read = "\n".join(line for line in body.splitlines() if not line.strip().startswith("del "))
     for temp in re.findall(r"^    (t\d+) = ", body, flags=re.M):  # none left unread (-t)
         assert len(re.findall(rf"\b{temp}\b", read)) > 1, temp
-    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
-    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
-    inputs = tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs)
-    torch.testing.assert_close(fused(*inputs), eager(*inputs), rtol=1e-13, atol=0)
-    for got, want in zip(grads(fused, inputs, spec), grads(eager, inputs, spec), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-16)
+    fused, eager = _fused_and_eager(spec, monkeypatch)
+    _assert_matches_at_a_random_point(spec, fused, eager, value_rtol=1e-13, grad_rtol=1e-12)
     wide = torch.tensor([-1000.0, -90.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 90.0, 1000.0])
     other = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     if name == "bce_with_logits":
@@ -478,8 +492,7 @@ def test_compiled_mode_double_backward_is_exact_at_zero(
     out 0, not 1/4. Second derivatives against finite differences, and against eager
     mode's."""
     spec = lossdsl.load(SPECS / f"{name}.loss")
-    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
-    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
+    fused, eager = _fused_and_eager(spec, monkeypatch)
     logits = torch.tensor([[0.0, 0.7, -1.3, 0.0, 2.0]], dtype=torch.float64)
     target = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
     if name == "focal":
@@ -524,16 +537,11 @@ def test_compiled_mode_ties_the_sum_to_the_gradient(
     evaluates both in one loop over the inputs (the slow test below). Values and gradients
     are eager mode's."""
     spec = lossdsl.load(SPECS / f"{name}.loss")
-    body = spec.emit("torch", mode="compiled").split("def _value_and_grad", 1)[1]
-    body = body.split("\ndef ", 1)[0]
+    body = _joint_body(spec.emit("torch", mode="compiled"))
     assert re.search(r"torch\.sum\(torch\.where\((\w+) == \1, (\w+), \2\)", body)
     assert "broadcast_to" not in body
-    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
-    fused, eager = spec.compile("torch", mode="compiled"), spec.compile("torch")
-    inputs = tensors(spec, random_points(spec.inputs, 1, seed=3)[0].inputs)
-    torch.testing.assert_close(fused(*inputs), eager(*inputs), rtol=1e-14, atol=0)
-    for got, want in zip(grads(fused, inputs, spec), grads(eager, inputs, spec), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-16)
+    fused, eager = _fused_and_eager(spec, monkeypatch)
+    _assert_matches_at_a_random_point(spec, fused, eager, value_rtol=1e-14, grad_rtol=1e-13)
 
 
 @pytest.mark.slow
