@@ -180,18 +180,10 @@ def _unsafe_argument(e: sympy.Basic) -> sympy.Basic | None:
     return None
 
 
-def _rebuilt(expr: sympy.Basic, args: list[sympy.Basic]) -> sympy.Basic:
-    """``expr`` with new arguments; ``expr`` itself where none changed (rebuilding re-evaluates:
-    a ``Max`` of GIoU's box corners compares its arguments pairwise, about 0.3 s in all)."""
-    if all(new is old for new, old in zip(args, expr.args, strict=True)):
-        return expr
-    return expr.func(*args)
-
-
 def _guard_branch(expr: sympy.Basic, selected: sympy.Basic) -> sympy.Basic:
     if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
         return expr
-    expr = _rebuilt(expr, [_guard_branch(a, selected) for a in expr.args])
+    expr = ir.rebuilt(expr, [_guard_branch(a, selected) for a in expr.args])
     arg = _unsafe_argument(expr)
     if arg is None or arg.is_number:
         return expr
@@ -203,7 +195,7 @@ def guard(expr: sympy.Basic) -> sympy.Basic:
     in a branch are replaced by 1 where that branch is not selected."""
     if not expr.args or isinstance(expr, (Symbol, sympy.Number)):
         return expr
-    expr = _rebuilt(expr, [guard(a) for a in expr.args])
+    expr = ir.rebuilt(expr, [guard(a) for a in expr.args])
     if not isinstance(expr, sympy.Piecewise):
         return expr
     pieces = []
@@ -367,7 +359,7 @@ def _factor_branches(expr: sympy.Basic) -> sympy.Basic:
         return expr
     args = [_factor_branches(a) for a in expr.args]
     if not isinstance(expr, sympy.Piecewise):
-        return _rebuilt(expr, args)
+        return ir.rebuilt(expr, args)
     pieces = [(arg.args[0], arg.args[1]) for arg in args]
     if all(value != 0 and value.could_extract_minus_sign() for value, _ in pieces):
         return -sympy.Piecewise(*[(-value, cond) for value, cond in pieces], evaluate=False)

@@ -200,9 +200,7 @@ class _Rewriter:
         here = self.spans.get(expr, span)
         new = expr
         if expr.args and not isinstance(expr, sympy.Symbol):
-            args = tuple(self.rules(a, here, memo) for a in expr.args)
-            if args != expr.args:
-                new = expr.func(*args)
+            new = ir.rebuilt(expr, [self.rules(a, here, memo) for a in expr.args])
         for rule in RULES:
             if rule.matches(new):
                 out = rule.apply(new)
@@ -251,8 +249,7 @@ class _Rewriter:
             return expr.func(self.binary_split(expr.args[0], here), *expr.args[1:])
         if not expr.args or isinstance(expr, sympy.Symbol):
             return expr
-        args = tuple(self.inner_regions(a, here) for a in expr.args)
-        return expr.func(*args) if args != expr.args else expr
+        return ir.rebuilt(expr, [self.inner_regions(a, here) for a in expr.args])
 
     def binaries(self) -> list[sympy.Symbol]:
         return [
