@@ -165,9 +165,9 @@ def measure(kink: Kink, scalar: Scalar, sampler: Sampler, floor: int) -> int | N
         if crossing is None:
             continue
         point, direction, t = crossing
-        if not _regular_near(scalar.output, point, direction, t):
-            continue
         try:
+            if not _regular_near(scalar.output, point, direction, t):
+                continue
             order = break_order(scalar.output, line(point, direction, t))
         except (Unsupported, ArithmeticError, TypeError, ValueError):
             return floor  # no series here: the worst this kind of kink allows
@@ -280,10 +280,14 @@ def _solve_linear(us: list[sympy.Expr], unknowns: list, point: dict) -> dict | N
     if base is None or len(base) < n or any(c is None or len(c) < n for c in columns):
         return None
     rows = [[columns[j][i] - base[i] for j in range(n)] for i in range(n)]  # type: ignore[index]
+    if not all(math.isfinite(v) for v in [*base, *(v for row in rows for v in row)]):
+        return None
     matrix = mpmath.matrix(rows)
     try:
         solution = [float(v) for v in mpmath.lu_solve(matrix, [-v for v in base])]
-    except ZeroDivisionError:
+    except (ZeroDivisionError, TypeError):
+        # Singular. mpmath raises ZeroDivisionError, except where a column is 0 on and below
+        # the diagonal: its pivot is left None, and swapping rows with it is a TypeError.
         return None
     check = at(solution)
     if check is None or any(abs(v) > 1e-9 for v in check):

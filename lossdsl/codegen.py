@@ -80,6 +80,8 @@ class Plan:
 
     @property
     def output_dims(self) -> tuple[str, ...]:
+        """The dims of the core's result, in layout order: the value's own, which may be fewer
+        than the declared `loss.output_dims` (the entry function broadcasts to those)."""
         dims = ir.dims_of(self.value)
         return tuple(d for d in self.layout.order if d in dims)
 

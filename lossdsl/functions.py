@@ -9,6 +9,8 @@ import sympy
 from sympy import Function, Piecewise, S
 from sympy.codegen.cfunctions import log1p
 
+from lossdsl.conditions import compare
+
 
 def _number(*args: sympy.Basic) -> bool:
     """All arguments are real numbers: the function is evaluated at construction. Numeric
@@ -67,7 +69,7 @@ class Relu(Function):
         return sympy.Max(x, 0) if _number(x) else None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Piecewise((S.One, self.args[0] > 0), (S.Zero, True))
+        return Piecewise((S.One, compare(sympy.Gt, self.args[0], S.Zero)), (S.Zero, True))
 
     def _eval_is_nonnegative(self) -> bool | None:
         return True if self.args[0].is_real else None
@@ -88,10 +90,12 @@ class Clamp(Function):
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x, lo, hi = self.args
         if argindex == 1:
-            return Piecewise((S.One, sympy.And(x >= lo, x <= hi)), (S.Zero, True))
+            inside = sympy.And(compare(sympy.Ge, x, lo), compare(sympy.Le, x, hi))
+            return Piecewise((S.One, inside), (S.Zero, True))
         if argindex == 2:
-            return Piecewise((S.One, x < lo), (S.Zero, True))
-        return Piecewise((S.One, sympy.And(x > hi, x >= lo)), (S.Zero, True))
+            return Piecewise((S.One, compare(sympy.Lt, x, lo)), (S.Zero, True))
+        above = sympy.And(compare(sympy.Gt, x, hi), compare(sympy.Ge, x, lo))
+        return Piecewise((S.One, above), (S.Zero, True))
 
     def _eval_is_real(self) -> bool | None:
         return all(a.is_real for a in self.args) or None

@@ -20,6 +20,7 @@ from sympy import Function, Piecewise, S, Symbol, Tuple
 from sympy.core.symbol import Str
 
 from lossdsl.checked import InputInfo, ParamInfo
+from lossdsl.conditions import as_condition
 from lossdsl.errors import Span
 
 # Elementwise functions SymPy lacks are IR nodes too; they live in lossdsl.functions.
@@ -417,6 +418,56 @@ class OneHot(TensorOp):
         return True
 
 
+def dims_touched(op: TensorOp) -> frozenset[str]:
+    """The dims an op mixes elements along."""
+    if isinstance(op, (Gather, OneHot)):
+        return frozenset({str(op.args[-1].name)})
+    return frozenset(dim_names(op.args[1]))
+
+
+# --- SymPy's piecewise folding stops at the tensor ops it is not an identity for -----------
+
+# A Piecewise condition that contains a Piecewise is folded (`ExprCondPair` calls
+# `piecewise_fold`) through every function around it: f(where(c, a, b)) = where(c, f(a), f(b)).
+# That holds for an op only if `c` is constant along the dims the op mixes; otherwise
+# `logsumexp[S](where(x > 0, a, b)) > 0` became `ITE(x > 0, a + log(n_S) > 0, ...)`, whose
+# dims and value are wrong (K5 in docs/fuzzing.md). Such ops are held as stand-ins while SymPy
+# folds; under `frozen` (CSE, whose temporaries carry no dims) every op with a where is.
+_sympy_fold = sympy.functions.elementary.piecewise.piecewise_fold
+
+
+def _mixes_a_condition(op: TensorOp) -> bool:
+    if not _SIMPLIFY.get():  # CSE's temporaries have no dims in their names: hold any where
+        return op.has(Piecewise)
+    mixed = dims_touched(op)
+    return any(dims_of(c) & mixed for p in op.atoms(Piecewise) for _, c in p.args)
+
+
+def _stand_in(name: str, op: TensorOp) -> sympy.Dummy:
+    dims = ",".join(sorted(dims_of(op)))
+    return sympy.Dummy(f"{name}|{dims}" if dims else name, **op.assumptions0)
+
+
+def _fold_outside_mixing_ops(expr: sympy.Basic, evaluate: bool | None = True) -> sympy.Basic:
+    """``piecewise_fold`` with every op that mixes elements along a condition inside it held
+    as it is: a stand-in with its dims (which the ops around it read) and assumptions."""
+    ops = expr.atoms(TensorOp) if isinstance(expr, sympy.Basic) else set()
+    mixing = sorted((op for op in ops if _mixes_a_condition(op)), key=sympy.default_sort_key)
+    if not mixing:
+        return _sympy_fold(expr, evaluate)
+    held = {op: _stand_in(f"held{k}", op) for k, op in enumerate(mixing)}
+    folded = _sympy_fold(expr.xreplace(held), evaluate)
+    if isinstance(expr, sympy.logic.boolalg.Boolean):
+        # written while the ops are held: `ExprCondPair` would rewrite the Piecewise as an
+        # `ITE`, all of it, the held ops' own where too (which are no conditions)
+        folded = as_condition(folded)
+    return folded.xreplace({stand_in: op for op, stand_in in held.items()})
+
+
+# The module's global, which `ExprCondPair` and the fold's own recursion look up when called.
+sympy.functions.elementary.piecewise.piecewise_fold = _fold_outside_mixing_ops
+
+
 @dataclass
 class LossIR:
     """A lowered loss: its output expression and what every symbol in it stands for."""
@@ -424,6 +475,9 @@ class LossIR:
     name: str
     doc: str
     output: sympy.Expr
+    # The result's declared dims (its resolved type), which `output` may have lost: SymPy
+    # cancels `x - x` to 0, a baked param or a decided `if` can make it constant along a dim.
+    output_dims: tuple[str, ...]
     order: tuple[str, ...]  # canonical dim order: the layout of every tensor in generated code
     inputs: tuple[InputInfo, ...]
     params: tuple[ParamInfo, ...]

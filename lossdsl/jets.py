@@ -178,6 +178,9 @@ class Evaluator:
             return any(self.truth(c) for c in cond.args)
         if isinstance(cond, sympy.Not):
             return not self.truth(cond.args[0])
+        if isinstance(cond, sympy.ITE):  # SymPy's form of a condition on a Piecewise
+            test, then, orelse = cond.args
+            return self.truth(then if self.truth(test) else orelse)
         if isinstance(cond, sympy.core.relational.Relational):
             s = sign(add(self(cond.lhs), scale(self(cond.rhs), -1.0)), self.side)
             return {"<": s < 0, "<=": s <= 0, ">": s > 0, ">=": s >= 0, "==": s == 0}.get(

@@ -10,6 +10,7 @@ from sympy.core.symbol import Str
 
 from lossdsl import checked as c
 from lossdsl import ir
+from lossdsl.conditions import compare
 from lossdsl.errors import ResolveError, ShapeError
 
 _ARITHMETIC: dict[str, Callable[..., sympy.Expr]] = {
@@ -19,12 +20,12 @@ _ARITHMETIC: dict[str, Callable[..., sympy.Expr]] = {
     "div": lambda a, b: a / b,
     "pow": lambda a, b: a**b,
     "neg": lambda a: -a,
-    "lt": sympy.Lt,
-    "le": sympy.Le,
-    "gt": sympy.Gt,
-    "ge": sympy.Ge,
-    "eq": lambda a, b: sympy.Eq(a, b),
-    "ne": lambda a, b: sympy.Ne(a, b),
+    "lt": lambda a, b: compare(sympy.Lt, a, b),
+    "le": lambda a, b: compare(sympy.Le, a, b),
+    "gt": lambda a, b: compare(sympy.Gt, a, b),
+    "ge": lambda a, b: compare(sympy.Ge, a, b),
+    "eq": lambda a, b: compare(sympy.Eq, a, b),
+    "ne": lambda a, b: compare(sympy.Ne, a, b),
     "and": sympy.And,
     "or": sympy.Or,
     "not": sympy.Not,
@@ -81,6 +82,7 @@ class Lowering:
             name=loss.name,
             doc=loss.doc,
             output=sympy.S.Zero,
+            output_dims=loss.output.type.dims,
             order=loss.dims,
             inputs=loss.inputs,
             params=loss.params,
@@ -149,7 +151,7 @@ class Lowering:
     def lower_Component(self, node: c.Component) -> sympy.Basic:
         base = self.node(node.base)
         for op in sympy.preorder_traversal(base):
-            if isinstance(op, ir.TensorOp) and node.dim in dims_touched(op):
+            if isinstance(op, ir.TensorOp) and node.dim in ir.dims_touched(op):
                 raise ShapeError(
                     node.span,
                     f"cannot unpack along `{node.dim}` a value that mixes elements along it",
@@ -176,13 +178,6 @@ class Lowering:
 def _not_finite(expr: sympy.Basic) -> bool:
     """Undefined constants (`log(0)`, `1/0`); `inf` itself is a number of the language."""
     return isinstance(expr, sympy.Expr) and expr.is_number and expr.has(sympy.zoo, sympy.nan)
-
-
-def dims_touched(op: ir.TensorOp) -> frozenset[str]:
-    """The dims an op mixes elements along."""
-    if isinstance(op, (ir.Gather, ir.OneHot)):
-        return frozenset({str(op.args[-1].name)})
-    return frozenset(ir.dim_names(op.args[1]))
 
 
 def lower(loss: c.CheckedLoss) -> ir.LossIR:

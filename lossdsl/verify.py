@@ -61,6 +61,8 @@ class _Torch:
     def grads(self, fn: Any, inputs: tuple[np.ndarray, ...], wrt: list[int]) -> list[np.ndarray]:
         tensors = [self.torch.tensor(x, requires_grad=i in wrt) for i, x in enumerate(inputs)]
         out = fn(*tensors).sum()
+        if not out.requires_grad:  # a constant loss (`x - x`): autograd has no graph to walk
+            return [np.zeros_like(inputs[i]) for i in wrt]
         grads = self.torch.autograd.grad(out, [tensors[i] for i in wrt], allow_unused=True)
         return [
             np.zeros_like(inputs[i]) if g is None else g.numpy()

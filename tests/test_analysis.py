@@ -409,6 +409,47 @@ def test_break_order_of_one_sided_series() -> None:
         assert break_order(expr, through_zero) == order, expr
 
 
+def test_jets_decide_an_ite_condition() -> None:
+    """SymPy's form of a condition on an `if` value (once K4: no rule for it)."""
+    import sympy
+
+    from lossdsl.jets import Evaluator, break_order, line
+
+    x, y = sympy.symbols("x y", real=True)
+    cond = sympy.ITE(y > 0, x > 0, x < -1)
+    assert Evaluator({x: 0.5, y: 1.0}).truth(cond)
+    assert not Evaluator({x: 0.5, y: -1.0}).truth(cond)
+    jump = sympy.Piecewise((1 + x, cond), (x, True))
+    assert break_order(jump, line({x: 0.0, y: 1.0}, {x: 1.0}, 0.0)) == 0
+    assert break_order(jump, line({x: 0.0, y: -1.0}, {x: 1.0}, 0.0)) is None
+
+
+def test_a_kink_the_jets_cannot_evaluate_gets_the_worst_class_of_its_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lossdsl import jets
+
+    def unsupported(self: jets.Evaluator, e: object) -> jets.Jet:
+        raise jets.Unsupported("no series rule for `Relu`")
+
+    monkeypatch.setattr(jets.Evaluator, "_eval_Relu", unsupported)
+    report = check("loss f(x: Real[N], y: Real[N]) {\n    return sum(relu(x) * y)\n}")
+    assert classes(report) == {"x": "piecewise", "y": "smooth"}
+
+
+def test_the_zero_of_a_norm_is_not_solved_for_from_a_singular_system() -> None:
+    """An unknown no element depends on (through `ceil`, in the valid-spec fuzz's seed 125):
+    mpmath's LU raised TypeError, not ZeroDivisionError, for the zero column."""
+    import sympy
+
+    from lossdsl.certify import _solve_linear
+
+    x, y = sympy.symbols("x y", real=True)
+    assert _solve_linear([y - 1, 2 * y + 1], [x, y], {}) is None
+    assert _solve_linear([sympy.log(x), y], [x, y], {}) is None  # log(0): not finite
+    assert _solve_linear([x - 1, x + y], [x, y], {}) == {x: 1.0, y: -1.0}
+
+
 def test_bounds_know_what_assumptions_do_not() -> None:
     import sympy
 

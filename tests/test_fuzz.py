@@ -15,10 +15,10 @@ are not fixed yet are :data:`tests.fuzz.harness.KNOWN_BUGS`, each with a strict 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -240,44 +240,252 @@ def test_found_by_fuzzing_and_fixed(
             np.testing.assert_allclose(g, np.reshape(np.asarray(want, dtype=float), g.shape))
 
 
-# -- bugs the fuzzer found, not fixed yet (tests.fuzz.harness.KNOWN_BUGS) ----------------------
+def _lse(a: np.ndarray) -> float:
+    return float(np.log(np.exp(a).sum()))
 
 
-@pytest.mark.xfail(strict=True, reason="K1: " + "output dims lost when SymPy cancels them")
-def test_k1_an_output_keeps_its_declared_dims() -> None:
-    out = lossdsl.parse("loss f(x: Real[N]) { return x - x }").compile("torch")(torch.ones(3))
-    assert tuple(out.shape) == (3,)
+def _softmax(a: np.ndarray) -> np.ndarray:
+    return np.exp(a) / np.exp(a).sum()  # type: ignore[no-any-return]
 
 
-@pytest.mark.xfail(strict=True, reason="K4: Spec.check() raises lossdsl.jets.Unsupported")
-def test_k4_check_raises_only_lossdsl_errors() -> None:
-    spec = lossdsl.parse(
+# Once K5: SymPy folds a Piecewise out of every function in a condition (`ExprCondPair` calls
+# `piecewise_fold`), tensor ops included, although its condition varied along the dims the op
+# mixes: `clamp(logsumexp[S](where(x > 0, -t^2, -9)), -0.5, 0.5)` had a torch gradient of 0
+# and a broadcasting ValueError under jax.grad. (body over x, y: Real[S] and t: Real; NumPy)
+K5_CASES = [
+    (
+        "clamp(logsumexp[S](where(x > 0, -t^2, -9)), -0.5, 0.5)",
+        lambda x, y, t: np.clip(_lse(np.where(x > 0, -(t**2), -9)), -0.5, 0.5),
+    ),
+    (
+        "relu(sum[S](where(x > 0, t * y, 1)) - 1.5)",
+        lambda x, y, t: max(np.where(x > 0, t * y, 1).sum() - 1.5, 0),
+    ),
+    (  # an `if` on a max: the condition kept the dim it reduced over (a broadcasting error)
+        "if max[S](where(x > 0, t * y, -3)) > 0 then t * max[S](where(x > 0, t * y, -3)) else t^2",
+        lambda x, y, t: t * np.where(x > 0, t * y, -3).max(),
+    ),
+    (
+        "sum[S](y * relu(softmax[S](where(x > 0, t * y, -1)) - 0.2))",
+        lambda x, y, t: (y * np.maximum(_softmax(np.where(x > 0, t * y, -1)) - 0.2, 0)).sum(),
+    ),
+    (  # CSE names `x > 0`, shared with the where inside the op: no dims to read off the name
+        "sum[S](if (log_softmax[S](where(x > 0, 0.001, y)) > -1.5) or (x > 0) then t * y else y^2)",
+        lambda x, y, t: np.where(
+            (np.log(_softmax(np.where(x > 0, 0.001, y))) > -1.5) | (x > 0), t * y, y**2
+        ).sum(),
+    ),
+    (  # a condition constant along S: folding it out of the sum is right, and still done
+        "relu(sum[S](where(t > 0, t * y, y^2)) - 0.1)",
+        lambda x, y, t: max(np.where(t > 0, t * y, y**2).sum() - 0.1, 0),
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "reference"), K5_CASES)
+def test_k5_a_where_inside_a_tensor_op_stays_inside_it(
+    body: str, reference: Callable[..., float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Value and gradients, torch (eager, compiled mode's source) and JAX, against the NumPy
+    reference and its central differences, in float64."""
+    spec = lossdsl.parse(f"loss f(x: Real[S], y: Real[S], t: Real) {{ return {body} }}")
+    args = [np.array([1.0, -1.0, -2.0, -0.5]), np.array([0.6, 1.7, -0.4, 0.9]), np.array(0.1)]
+    value, h = reference(*args), 1e-6
+    want = [np.zeros_like(a) for a in args]
+    for k, arg in enumerate(args):
+        for i in np.ndindex(arg.shape):
+            up, down = list(args), list(args)
+            up[k], down[k] = arg.copy(), arg.copy()
+            up[k][i] += h
+            down[k][i] -= h
+            want[k][i] = (reference(*up) - reference(*down)) / (2 * h)
+    eager = spec.compile("torch")
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
+    for fn in (eager, spec.compile("torch", mode="compiled")):
+        inputs = [torch.tensor(a, requires_grad=True) for a in args]
+        out = fn(*inputs)
+        np.testing.assert_allclose(out.detach().numpy(), value, rtol=1e-12)
+        for g, w in zip(torch.autograd.grad(out, inputs), want, strict=True):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-6, atol=1e-8)
+    j_fn = spec.compile("jax")
+    inputs = [jnp.asarray(a) for a in args]
+    np.testing.assert_allclose(j_fn(*inputs), value, rtol=1e-12)
+    for g, w in zip(jax.grad(j_fn, argnums=(0, 1, 2))(*inputs), want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-8)
+
+
+# Once K1: outputs whose value is constant along some declared dims, as SymPy leaves them
+# (`x - x` is 0, `0 * x + y` is `y`), came back without those dims. (text, input shapes,
+# output shape, value and gradients of `sum(weights * out)` from inputs and weights.)
+K1_CASES = [
+    ("loss f(x: Real[N]) { return x - x }", [(3,)], (3,), lambda x, w: (0 * x, [0 * x])),
+    ("loss f(x: Real[N]) { return 0 * x }", [(3,)], (3,), lambda x, w: (0 * x, [0 * x])),
+    ("loss f(x: Real[N, C]) { return x - x }", [(3, 2)], (3, 2), lambda x, w: (0 * x, [0 * x])),
+    (
+        "loss f(x: Real[N, C]) { return sum[C](x - x) + size(C) }",
+        [(3, 2)],
+        (3,),
+        lambda x, w: (np.full(3, 2.0), [0 * x]),
+    ),
+    (  # outer broadcasting by name: [N] with [C] is [N, C], constant along N
+        "loss f(x: Real[N], y: Real[C]) { return x * 0 + y }",
+        [(3,), (2,)],
+        (3, 2),
+        lambda x, y, w: (np.broadcast_to(y, (3, 2)), [0 * x, w.sum(axis=0)]),
+    ),
+    (
+        "loss f(x: Real[N, C], y: Real[N]) { return x - x + y^2 }",
+        [(3, 2), (3,)],
+        (3, 2),
+        lambda x, y, w: (np.broadcast_to(y[:, None] ** 2, (3, 2)), [0 * x, 2 * y * w.sum(1)]),
+    ),
+    ("loss f(x: Real[N]) { return mean(x - x) }", [(3,)], (), lambda x, w: (0.0, [0 * x])),
+]
+
+
+@pytest.mark.parametrize(("text", "shapes", "out_shape", "want"), K1_CASES)
+def test_k1_an_output_keeps_its_declared_dims(
+    text: str,
+    shapes: list[tuple[int, ...]],
+    out_shape: tuple[int, ...],
+    want: Callable[..., tuple[object, list[np.ndarray]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every backend broadcasts the value along the declared dims it is constant in (a new
+    tensor, which may be written into), and its gradients sum the cotangent over them."""
+    spec = lossdsl.parse(text)
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=shape) for shape in shapes]
+    weights = rng.normal(size=out_shape)
+    value, grads = want(*arrays, weights)
+    eager = spec.compile("torch")
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: fn)  # the source as is
+    for fn in (eager, spec.compile("torch", mode="compiled")):
+        inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+        out = fn(*inputs)
+        got = torch.autograd.grad((out * torch.tensor(weights)).sum(), inputs)
+        np.testing.assert_allclose(out.detach().numpy(), value)
+        for g, w in zip(got, grads, strict=True):
+            np.testing.assert_allclose(g.numpy(), w, atol=1e-12)
+        out.detach().add_(1)  # not a broadcast view: writing into it is allowed
+    batch = torch.func.vmap(eager, in_dims=(0,) + (None,) * (len(arrays) - 1))
+    stacked = torch.tensor(np.stack([arrays[0]] * 2))
+    assert batch(stacked, *map(torch.tensor, arrays[1:])).shape == (2, *out_shape)
+    j_fn = spec.compile("jax")
+    inputs = [jnp.asarray(a) for a in arrays]
+    np.testing.assert_allclose(j_fn(*inputs), value)
+    argnums = tuple(range(len(arrays)))
+    got = jax.grad(lambda *xs: jnp.sum(j_fn(*xs) * weights), argnums=argnums)(*inputs)
+    for g, w in zip(got, grads, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-12)
+    batch = jax.vmap(j_fn, in_axes=(0,) + (None,) * (len(arrays) - 1))
+    assert batch(jnp.stack([inputs[0]] * 2), *inputs[1:]).shape == (2, *out_shape)
+
+
+# Once K4: SymPy rewrote a condition on an `if` value (`r != g` for `r = if g < y then 1
+# else 2`) as `ITE(g < y, Ne(g, 1), Ne(g, 2))`, which the certificate's jets had no rule for:
+# `Spec.check()` raised `lossdsl.jets.Unsupported`. Comparisons are now lowered with the `if`
+# distributed over them (`lossdsl.conditions.compare`); the jets decide an `ITE` too (the
+# scalar form spelt out for the certificate still builds one: the second case).
+def test_k4_check_of_a_condition_on_an_if_value() -> None:
+    report = lossdsl.parse(
         "loss f(y: Real[M], g: Real) {\n    r = if g < y then 1 else 2\n"
         "    return sum(if r != g then y else 2)\n}"
-    )
-    with contextlib.suppress(lossdsl.LossDSLError):
-        spec.check()
+    ).check()
+    assert {c.input: c.klass for c in report.certificates}["y"] == "smooth"
+    assert [d.kind for d in report.errors] == ["zero-gradient"]  # g: only through comparisons
+    report = lossdsl.parse(
+        "loss f(a: Real[N], b: Real) {\n"
+        "    return sum(if max[N](if a > b then a else b) > 1 then a else b)\n}"
+    ).check()
+    assert {c.input: c.klass for c in report.certificates} == {
+        "a": "discontinuous",
+        "b": "discontinuous",
+    }
 
 
-@pytest.mark.xfail(strict=True, reason="K6: SymPy solveset AttributeError", raises=AttributeError)
-def test_k6_relu_of_an_if_on_an_equality_compiles() -> None:
-    spec = lossdsl.parse(
-        "loss f(r: Positive[i]) {\n    t = log(exp(0.25 + r))\n"
-        "    return mean(relu(if t == 1.25 + r then r else t))\n}"
-    )
-    spec.emit("torch")
+# Once K6: the derivative of `relu(u)` is `where(u > 0, 1, 0)`; for `u` an `if`, SymPy folded
+# the `if` out of `u > 0` and, to rewrite it as an `ITE`, solved its condition
+# `Eq(r + 1.25, log(1.28 * exp(r)))` with `solveset`, which raised `AttributeError`.
+@pytest.mark.parametrize(
+    ("text", "args", "value", "grads"),
+    [
+        (
+            "loss f(r: Positive[i]) {\n    t = log(exp(0.25 + r))\n"
+            "    return mean(relu(if t == 1.25 + r then r else t))\n}",
+            ([0.5, 1.0, 2.0],),
+            0.25 + 3.5 / 3,
+            [[1 / 3] * 3],
+        ),
+        (  # relu's step over both branches of the `if`, each on both sides of 0
+            "loss f(x: Real[N]) { return sum(relu(if x > 0 then x - 1 else -x - 0.5)) }",
+            ([2.0, 0.5, -1.0, -0.2],),
+            1.5,
+            [[1.0, 0.0, -1.0, 0.0]],
+        ),
+        (
+            "loss f(x: Real[N]) { return sum(clamp(if x > 0 then x - 1 else -x, -0.5, 0.5)) }",
+            ([2.0, 0.75, -0.25, -1.0],),
+            0.5 - 0.25 + 0.25 + 0.5,
+            [[0.0, 1.0, -1.0, 0.0]],
+        ),
+    ],
+)
+def test_k6_relu_of_an_if_on_an_equality(
+    text: str, args: tuple[object, ...], value: float, grads: list[object]
+) -> None:
+    for got, got_grads in _both(text, *args):
+        assert float(got) == pytest.approx(value, rel=1e-12)
+        for g, want in zip(got_grads, grads, strict=True):
+            np.testing.assert_allclose(g, np.asarray(want, dtype=float))
 
 
-@pytest.mark.xfail(strict=True, reason="K5: a piecewise value folded out of a reduction")
-def test_k5_clamp_of_logsumexp_of_a_where_has_the_right_gradient() -> None:
-    f = lossdsl.parse(
-        "loss f(x: Real[S], t: Real) {\n"
-        "    return clamp(logsumexp[S](where(x > 0, -t^2, -9)), -0.5, 0.5)\n}"
-    ).compile("torch")
-    t = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
-    (grad,) = torch.autograd.grad(f(torch.tensor([1.0, -1.0, -2.0], dtype=torch.float64), t), [t])
-    weight = np.exp(-0.01) / (np.exp(-0.01) + 2 * np.exp(-9))
-    assert float(grad) == pytest.approx(-0.2 * weight)
+K7 = """loss f(os: Prob, sc: Binary[M2], grad: NonNegative[M2]) {
+    class = floor(min(grad, (-1.3 + grad)) + 0.3137)
+    try = (if ((-1.3137 < grad <= 0.7713) and ((3 + class) == (4. + grad) + 0.1373))
+           then expm1((1 + class)) else (os * grad))
+    return mean((if (((if ((2.5e-1 + grad) < os + 0.1373) then os else -1.3) - (grad * try))
+                     > (os * norm[M2](grad, eps=0.001)) + 0.1373)
+                 then size(M2) else log(((sc + class)^2 + 0.5))))
+}"""
+
+
+def _k7(os: float, sc: np.ndarray, grad: np.ndarray) -> float:
+    """K7 in NumPy."""
+    cls = np.floor(np.minimum(grad, -1.3 + grad) + 0.3137)
+    near = (grad > -1.3137) & (grad <= 0.7713) & (3 + cls == 4.0 + grad + 0.1373)
+    attempt = np.where(near, np.expm1(1 + cls), os * grad)
+    lhs = np.where(0.25 + grad < os + 0.1373, os, -1.3) - grad * attempt
+    rhs = os * np.sqrt(np.sum(grad**2) + 0.001) + 0.1373
+    return float(np.mean(np.where(lhs > rhs, grad.size, np.log((sc + cls) ** 2 + 0.5))))
+
+
+# Once K7: `Relational.canonical` flips `-g^2*s + s > s*norm(g) + 0.1373` between two forms for
+# ever, and `Piecewise` canonicalises its conditions until nothing changes: lowering recursed
+# without end. Such a relation is now written with 0 on the right (`conditions.settled`).
+@pytest.mark.parametrize(
+    ("os", "sc", "grad"),
+    [
+        (0.999, [1.0, 0.0], [0.0, 0.84]),  # both branches of the outer `if`
+        (0.9, [1.0, 0.0, 1.0, 0.0], [0.0, 0.3, 0.8, 1.7]),
+        (0.95, [1.0, 1.0], [0.1, 0.2]),
+    ],
+)
+def test_k7_nested_ifs_over_a_floor(os: float, sc: list[float], grad: list[float]) -> None:
+    spec = lossdsl.parse(K7)
+    want = _k7(os, np.array(sc), np.array(grad))
+    t_os = torch.tensor(os, dtype=torch.float64, requires_grad=True)
+    t_grad = torch.tensor(grad, dtype=torch.float64, requires_grad=True)
+    t_out = spec.compile("torch")(t_os, torch.tensor(sc, dtype=torch.float64), t_grad)
+    assert float(t_out) == pytest.approx(want, rel=1e-12)
+    for g in torch.autograd.grad(t_out, [t_os, t_grad]):  # piecewise constant
+        assert not g.any()
+    j_fn = spec.compile("jax")
+    j_sc = jnp.asarray(sc, dtype=jnp.float64)
+    j_args = (jnp.asarray(os, dtype=jnp.float64), jnp.asarray(grad, dtype=jnp.float64))
+    assert float(j_fn(j_args[0], j_sc, j_args[1])) == pytest.approx(want, rel=1e-12)
+    for g in jax.grad(lambda a, b: j_fn(a, j_sc, b), argnums=(0, 1))(*j_args):
+        assert not np.asarray(g).any()
 
 
 K5_MAX = """loss f(w: Binary[M, C], d: Positive[M, C]) {
@@ -304,20 +512,3 @@ def test_max_over_a_binary_split_has_a_finite_gradient() -> None:
     (grad,) = torch.autograd.grad(g(t), [t])
     top = torch.sigmoid(torch.tensor(2.7, dtype=torch.float64))  # d softplus(m) / dm at 2.7
     torch.testing.assert_close(grad, torch.stack([torch.zeros_like(top), top]))
-
-
-K7 = """loss f(os: Prob, sc: Binary[M2], grad: NonNegative[M2]) {
-    class = floor(min(grad, (-1.3 + grad)) + 0.3137)
-    try = (if ((-1.3137 < grad <= 0.7713) and ((3 + class) == (4. + grad) + 0.1373))
-           then expm1((1 + class)) else (os * grad))
-    return mean((if (((if ((2.5e-1 + grad) < os + 0.1373) then os else -1.3) - (grad * try))
-                     > (os * norm[M2](grad, eps=0.001)) + 0.1373)
-                 then size(M2) else log(((sc + class)^2 + 0.5))))
-}"""
-
-
-@pytest.mark.xfail(
-    strict=True, reason="K7: SymPy RecursionError while lowering", raises=RecursionError
-)
-def test_k7_nested_ifs_over_a_floor_lower_without_recursion_error() -> None:
-    assert lossdsl.parse(K7).ir is not None

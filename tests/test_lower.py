@@ -367,3 +367,29 @@ def test_sympy_may_differentiate_an_expression_holding_tensor_ops() -> None:
     x = ir.leaf("x", ("N",))
     piecewise = sympy.Piecewise((ir.ReduceSum.make(x, ("N",)), x > 0), (0, True))
     assert piecewise.diff(ir.leaf("y", ("N",))) == 0
+
+
+def test_a_condition_folds_no_where_out_of_an_op_that_mixes_its_condition() -> None:
+    """SymPy folds a Piecewise in a condition out of the functions around it (K5). Out of
+    `sum[S]` that is right only where the where's condition is constant along `S`."""
+    x, t = ir.leaf("x", ("S",)), ir.leaf("t", ())
+    mixed = ir.ReduceSum.make(sympy.Piecewise((t, x > 0), (1, True)), ("S",))
+    assert sympy.Piecewise((t, mixed > 0), (0, True)).args[0].cond == (mixed > 0)
+    # a where outside the op is folded, into `&` and `|`: an ITE rewrite would reach inside
+    outside = sympy.Piecewise((1, t > 0), (2, True)) * mixed > 0
+    cond = sympy.Piecewise((t, outside), (0, True)).args[0].cond
+    assert cond.atoms(ir.ReduceSum) == {mixed} and not cond.atoms(sympy.ITE)
+    assert cond.subs(mixed, 1) is sympy.true and cond.subs(mixed, -1) is sympy.false
+    spec = "loss f(x: Real[S], t: Real) {{ return if sum[S]({}) > 0 then t else 0 }}"
+    assert lossdsl.parse(spec.format("where(x > 0, t, 1)")).ir.output.args[0].cond == (mixed > 0)
+    total = ir.ReduceSum.make(x, ("S",))
+    folded = lossdsl.parse(spec.format("where(t > 0, x, 1)")).ir.output.args[0].cond
+    assert not folded.has(sympy.Piecewise) and (total > 0) in folded.atoms(sympy.Rel)
+
+
+def test_the_ir_keeps_the_declared_output_dims_that_sympy_cancels() -> None:
+    """`x - x` is 0 to SymPy; the output's dims come from its type, not from the expression."""
+    spec = lossdsl.parse("loss f(x: Real[N, C], y: Real[C]) { return sum[C](x - x) + 0 * sum(y) }")
+    assert spec.ir.output == 0
+    assert spec.ir.output_dims == ("N",)
+    assert lossdsl.parse("loss f(x: Real[N]) { return mean(x - x) }").ir.output_dims == ()

@@ -1,8 +1,9 @@
 """Straight-line passes shared by the emitters (lossdsl.backends.module): demand order and
-`needs` gates (`schedule`), frees (`release`)."""
+`needs` gates (`schedule`), frees (`release`); the entry function's result."""
 
 from __future__ import annotations
 
+import lossdsl
 from lossdsl.backends.module import release, schedule
 
 
@@ -86,3 +87,29 @@ def test_schedule_recomputes_one_operation_on_the_arguments_for_each_later_reade
     assert schedule([*close, "return value, grad_x"]) == [*close, "return value, grad_x"]
     deeper = ["a = torch.exp(x)", "b = a - y", "c = b*b", "return b, c"]  # b reads a temporary
     assert schedule(deeper) == deeper
+
+
+def test_entry_broadcasts_a_value_along_the_declared_dims_it_lacks() -> None:
+    """`x - x` for `x: Real[N, C]` (SymPy: 0) is computed once, then spread over both dims
+    into a new tensor; `0 * x + y` for `y: Real[C]` only over `N`; an output that has all
+    its dims is only reshaped."""
+    zero = lossdsl.parse("loss f(x: Real[N, C]) { return x - x }")
+    assert zero.emit("torch").rstrip().splitlines()[-2:] == [
+        "    value = _function().apply(x.reshape((n_N, n_C)), needs)[0]",
+        "    return torch.broadcast_to(value, (n_N, n_C)).contiguous()",
+    ]
+    assert zero.emit("jax").rstrip().splitlines()[-2:] == [
+        "    value = _f(x.reshape((n_N, n_C)))",
+        "    return jnp.broadcast_to(value, (n_N, n_C))",
+    ]
+    # its core is a constant of x's dtype: no unused `dtype = x.dtype` (`dtype=` is no read)
+    assert "dtype = x.dtype" not in zero.emit("torch") + zero.emit("jax")
+    row = lossdsl.parse("loss f(x: Real[N, C]) { return sum[C](x - x) }").emit("jax")
+    assert (
+        row.rstrip().splitlines()[-1]
+        == "    return jnp.broadcast_to(value, (n_N, 1)).reshape((n_N,))"
+    )
+    outer = lossdsl.parse("loss f(x: Real[N], y: Real[C]) { return 0 * x + y }").emit("jax")
+    assert outer.rstrip().splitlines()[-1] == "    return jnp.broadcast_to(value, (n_N, n_C))"
+    whole = lossdsl.parse("loss f(x: Real[N]) { return x^2 }").emit("jax")
+    assert whole.rstrip().splitlines()[-1] == "    return _f(x.reshape((n_N,))).reshape((n_N,))"

@@ -44,6 +44,20 @@ def test_verify_catches_a_wrong_gradient(
     cache.clear_memory()
 
 
+def test_verify_passes_on_constant_losses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A loss SymPy folds to a constant (`x - x`) has a zero gradient, though torch autograd of
+    the reference has no graph to walk."""
+    spec = tmp_path / "zero.loss"
+    spec.write_text(
+        "loss per_element(x: Real[N]) { return x - x }\n"
+        "loss total(x: Real[N, C]) { return mean(x - x) + 1 }\n"
+    )
+    assert main(["verify", str(spec), "--points", "2"]) == 0
+    assert "4 passed, 0 failed" in capsys.readouterr().out
+
+
 def test_sampled_points_respect_declared_types() -> None:
     import lossdsl
 

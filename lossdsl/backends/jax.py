@@ -242,6 +242,7 @@ DIALECT = Dialect(
     permute="{x}.transpose({perm})",
     zeros_like="jnp.zeros_like({x})",
     broadcast="jnp.broadcast_to({x}, {shape})",
+    broadcast_new="jnp.broadcast_to({x}, {shape})",  # JAX arrays are never views
     concat="jnp.concatenate([{parts}], axis={axis})",
     as_array="jnp.asarray({x})",
     like="jnp.asarray({x}, dtype={ref}.dtype)",

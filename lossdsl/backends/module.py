@@ -32,6 +32,7 @@ class Dialect:
     permute: str  # format with {x} and {perm}
     zeros_like: str  # format with {x}
     broadcast: str  # format with {x} and {shape}
+    broadcast_new: str  # the same into a new array, not a view (callers may write into it)
     concat: str  # format with {parts} and {axis}
     as_array: str  # format with {x}
     like: str  # format with {x} and {ref}: an array with ref's dtype (and device)
@@ -403,8 +404,8 @@ def finish(body: list[str]) -> list[str]:
         if (sep and name.isidentifier() and name in ("dtype", "dtype_device")) or (
             sep and name.startswith("n_") and name.isidentifier()
         ):
-            rest = "\n".join(body[i + 1 :])
-            if not re.search(rf"(?<![.\w]){re.escape(name)}\b", rest):
+            rest = "\n".join(body[i + 1 :])  # a keyword argument `dtype=` is not a read
+            if not re.search(rf"(?<![.\w]){re.escape(name)}\b(?!=(?!=))", rest):
                 continue
         if line.lstrip().startswith(("raise", "if", "def")):
             kept.append(line)
@@ -490,13 +491,26 @@ def entry_function(
         perm = tuple(info.dims.index(d) for d in relative)
         expr = x if relative == list(info.dims) else dialect.permute.format(x=x, perm=perm)
         body.append(f"{x} = {expr}.reshape({layout.shape(frozenset(info.dims))})")
-    out_dims = plan.output_dims
+    args = ", ".join(laid_out + tensor_params)
+    body += [*before, *_declared_result(plan, dialect, call.format(args=args))]
+    return [f"def {py_name(loss.name)}({signature}):", *indent(body)]
+
+
+def _declared_result(plan: Plan, dialect: Dialect, result: str) -> list[str]:
+    """Return the core's ``result`` with the loss's declared dims, in their own axes. The
+    value may lack some (SymPy cancels `x - x` to 0; a baked param or a decided `if` makes it
+    constant along a dim): the core computes it once, then it is broadcast along them."""
+    out_dims = tuple(d for d in plan.layout.order if d in plan.loss.output_dims)
     shape = (
         "(" + ", ".join(size_name(d) for d in out_dims) + ("," if len(out_dims) == 1 else "") + ")"
     )
-    args = ", ".join(laid_out + tensor_params)
-    body += [*before, f"return {call.format(args=args)}.reshape({shape})"]
-    return [f"def {py_name(loss.name)}({signature}):", *indent(body)]
+    if out_dims == plan.output_dims:
+        return [f"return {result}.reshape({shape})"]
+    full = plan.layout.shape(frozenset(out_dims))
+    spread = dialect.broadcast_new.format(x="value", shape=full)
+    if full != shape:  # size-1 axes of dims the output does not have
+        spread += f".reshape({shape})"
+    return [f"value = {result}", f"return {spread}"]
 
 
 def indent(lines: list[str], levels: int = 1) -> list[str]:

@@ -107,6 +107,7 @@ DIALECT = Dialect(
     permute="{x}.permute({perm})",
     zeros_like="torch.zeros_like({x})",
     broadcast="torch.broadcast_to({x}, {shape})",
+    broadcast_new="torch.broadcast_to({x}, {shape}).contiguous()",
     concat="torch.cat([{parts}], dim={axis})",
     as_array="torch.as_tensor({x})",
     like="torch.as_tensor({x}, dtype={ref}.dtype, device={ref}.device)",
