@@ -329,7 +329,8 @@ def _flat_error(loss: ir.LossIR, namer: Namer, name: str, leaves: set) -> Diagno
     node = next(
         (
             n
-            for n in sympy.preorder_traversal(loss.output)
+            # args in a sorted order: And/Or keep theirs in a hash-seeded set
+            for n in sympy.preorder_traversal(loss.output, keys=True)
             if _is_flat(n) and leaves & n.free_symbols
         ),
         loss.output,

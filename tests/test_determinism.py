@@ -101,3 +101,26 @@ def test_emitting_twice_in_one_process_without_the_cache_is_identical(
     monkeypatch.setenv("LOSSDSL_CACHE_DIR", str(tmp_path / "fresh"))
     cache.clear_memory()
     assert digests_here([hostile]) == first
+
+
+FLAT = """loss f(y: Real[M], g: Real) {
+    r = if g < y then 1 else 2
+    return sum(if r != g then y else 2)
+}
+"""
+
+
+def test_check_reports_are_identical_across_hash_seeds(tmp_path: Path) -> None:
+    """`lossdsl check --json` names the same node in its messages whatever the hash seed (the
+    zero-gradient error once named the first comparison an `Or` happened to hold first)."""
+    spec = tmp_path / "flat.loss"
+    spec.write_text(FLAT, encoding="utf-8")
+    runs = []
+    for seed in SEEDS:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        command = [sys.executable, "-m", "lossdsl.cli", "check", "--json", str(spec)]
+        runs.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE))
+    reports = [run.communicate(timeout=600)[0] for run in runs]
+    assert json.loads(reports[0])  # a report, with the zero-gradient error in it
+    assert b"zero-gradient" in reports[0]
+    assert reports[1] == reports[0] and reports[2] == reports[0]
