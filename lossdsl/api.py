@@ -101,6 +101,13 @@ class Spec:
                     value = float(value)  # a 0-d tensor or array for a scalar param
                 elif not info.dims:
                     raise ParamError(info.span, f"param `{info.name}` must be a number", "")
+                elif not hasattr(value, "shape"):
+                    raise ParamError(
+                        info.span,
+                        f"param `{info.name}` has dims [{', '.join(info.dims)}]: it takes a "
+                        f"tensor or an array, got {type(value).__name__}",
+                        f"pass e.g. `torch.tensor(...)` or `numpy.asarray(...)` for `{info.name}`",
+                    )
                 else:
                     runtime.check_param_values(info, value)
             if isinstance(value, (int, float)):

@@ -329,6 +329,14 @@ def test_bad_param_values() -> None:
         spec.compile("torch", gamma=-1.0)
     with pytest.raises(lossdsl.ParamError, match="has no param `beta`"):
         spec.compile("torch", beta=1.0)
+    weighted = lossdsl.parse(
+        "loss f(x: Real[N, C]) {\n    param w: Positive[C]\n    return sum(w * x)\n}"
+    )
+    with pytest.raises(
+        lossdsl.ParamError, match=r"`w` has dims \[C\]: it takes a tensor or an array, got list"
+    ):
+        weighted.compile("torch", w=[1.0, 2.0])
+    assert weighted.compile("torch", w=torch.tensor([1.0, 2.0]))(torch.ones(3, 2)) == 9.0
 
 
 # --- emitted source ------------------------------------------------------------------------
