@@ -53,9 +53,14 @@ ASSUMPTIONS = {
 }
 
 
+def _named(name: str, dims: Sequence[str]) -> str:
+    """A symbol's name that carries its dims (`x|N,C`), as :func:`dims_in` reads them."""
+    return f"{name}|{','.join(dims)}" if dims else name
+
+
 def leaf(name: str, dims: tuple[str, ...], elem: str = "Real") -> Symbol:
     """The symbol of an input, param, component or intermediate with these dims."""
-    return Symbol(f"{name}|{','.join(dims)}" if dims else name, **ASSUMPTIONS[elem])
+    return Symbol(_named(name, dims), **ASSUMPTIONS[elem])
 
 
 def leaf_name(symbol: Symbol) -> str:
@@ -444,8 +449,7 @@ def _mixes_a_condition(op: TensorOp) -> bool:
 
 
 def _stand_in(name: str, op: TensorOp) -> sympy.Dummy:
-    dims = ",".join(sorted(dims_of(op)))
-    return sympy.Dummy(f"{name}|{dims}" if dims else name, **op.assumptions0)
+    return sympy.Dummy(_named(name, sorted(dims_of(op))), **op.assumptions0)
 
 
 def _fold_outside_mixing_ops(expr: sympy.Basic, evaluate: bool | None = True) -> sympy.Basic:
