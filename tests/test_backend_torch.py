@@ -598,9 +598,10 @@ def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_binary_check_is_exact_at_every_size(dtype: torch.dtype) -> None:
-    """A tensor of up to one chunk is checked by x - x*x (0 only at 0 and 1), a larger one by
-    its range and chunked dot products: both refuse values one ulp away from 0 and 1,
-    denormals, infinities and NaN, and accept -0.0."""
+    """x - x*x is 0 only at 0 and 1 (its least and greatest element, a chunk at a time for a
+    tensor of more than one chunk): the check refuses values one ulp away from 0 and 1,
+    denormals, negatives, infinities and NaN in the first chunk or the last, and accepts
+    -0.0."""
     from lossdsl.runtime import _CHUNK, _is_binary
 
     info = torch.finfo(dtype)
@@ -611,9 +612,17 @@ def test_the_binary_check_is_exact_at_every_size(dtype: torch.dtype) -> None:
         good[1] = -0.0
         assert _is_binary(good)
         for value in bad:
-            x = good.clone()
-            x[-2] = value
-            assert not _is_binary(x), (n, value)
+            for at in (0, -2):
+                x = good.clone()
+                x[at] = value
+                assert not _is_binary(x), (n, value, at)
+
+
+def test_the_binary_check_of_integers_is_their_range() -> None:
+    from lossdsl.runtime import _is_binary
+
+    assert _is_binary(torch.tensor([0, 1, 1])) and _is_binary(torch.tensor([True, False]))
+    assert not _is_binary(torch.tensor([0, 2, 1])) and not _is_binary(torch.tensor([-1, 0]))
 
 
 def test_cross_entropy_gradient_reuses_the_forward_log_softmax() -> None:
