@@ -130,6 +130,21 @@ def test_huber_at_the_kink() -> None:
     torch.testing.assert_close(grad, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64) / 3)
 
 
+def test_a_scalar_loss_adds_one_node_to_the_autograd_graph() -> None:
+    """Inputs that already have every dim of the loss are passed as they are, and the value
+    gets its shape () inside the Function: no view nodes around it in the graph (each costs
+    a node to run in backward), and an incoming gradient that is not 1 still scales it."""
+    f = load("focal").compile("torch")
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    loss = f(x, target)
+    assert loss.shape == () and "View" not in type(loss.grad_fn).__name__
+    assert [type(n).__name__ for n, _ in loss.grad_fn.next_functions if n] == ["AccumulateGrad"]
+    (3 * loss).backward()
+    expected = torch.func.grad(lambda z: 3 * load("focal").compile("torch")(z, target))(x.detach())
+    torch.testing.assert_close(x.grad, expected)
+
+
 # --- transforms ----------------------------------------------------------------------------
 
 TRANSFORM_EXAMPLES = ["focal", "cross_entropy", "iou"]

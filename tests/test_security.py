@@ -191,8 +191,8 @@ def test_the_checker_rejects_what_it_should() -> None:
         good.replace("import torch\n", "import torch\nfrom os import system\n"),
         good + "\nx = __import__('os')\n",
         good + "\ndef helper():\n    return 1\n",
-        good.replace("return (_value(x),)", "return (eval('x'),)"),
-        good.replace("return (_value(x),)", "return (x.__class__,)"),
+        good.replace("return (_value(x).reshape(()),)", "return (eval('x'),)"),
+        good.replace("return (_value(x).reshape(()),)", "return (x.__class__,)"),
         good.replace("    return _function()", "    print('x')\n    return _function()"),
         good.replace("class _FPlain(_FFunction):", "class _FPlain(torch.autograd.Function):"),
     ]

@@ -415,11 +415,15 @@ def finish(body: list[str]) -> list[str]:
 
 
 def entry_function(
-    plan: Plan, dialect: Dialect, call: str, before: tuple[str, ...] = ()
+    plan: Plan,
+    dialect: Dialect,
+    call: str,
+    before: tuple[str, ...] = (),
+    shaped: bool = False,
 ) -> list[str]:
     """The public function: check inputs against their declared dims, lay them out, call the
     core (``call`` is a format with {args}, after the statements ``before``), and give the
-    result its declared dims."""
+    result its declared dims (``shaped``: the core's result of a scalar loss has them)."""
     loss, layout = plan.loss, plan.layout
     params = [py_name(i.name) for i in loss.inputs]
     tensor_params = [py_name(p.name) for p in plan.tensor_params]
@@ -477,8 +481,10 @@ def entry_function(
         if relative != list(info.dims):
             perm = tuple(info.dims.index(d) for d in relative)
             expr = dialect.permute.format(x=x, perm=perm)
-        dims = frozenset(info.dims)
-        laid_out.append(f"{expr}.reshape({layout.shape(dims)})")
+        if relative == list(layout.order):  # every dim, in order: already laid out
+            laid_out.append(expr)  # (a reshape would only add a view, and an autograd node)
+            continue
+        laid_out.append(f"{expr}.reshape({layout.shape(frozenset(info.dims))})")
     for info in plan.tensor_params:
         x = py_name(info.name)
         body.append(f"{x} = {dialect.like.format(x=x, ref=floats[0])}")
@@ -492,7 +498,11 @@ def entry_function(
         expr = x if relative == list(info.dims) else dialect.permute.format(x=x, perm=perm)
         body.append(f"{x} = {expr}.reshape({layout.shape(frozenset(info.dims))})")
     args = ", ".join(laid_out + tensor_params)
-    body += [*before, *_declared_result(plan, dialect, call.format(args=args))]
+    result = call.format(args=args)
+    if shaped and not plan.output_dims and not plan.loss.output_dims:
+        body += [*before, f"return {result}"]
+    else:
+        body += [*before, *_declared_result(plan, dialect, result)]
     return [f"def {py_name(loss.name)}({signature}):", *indent(body)]
 
 

@@ -364,7 +364,8 @@ def emit(plan: Plan, in_place: bool = True) -> str:
             "grad_on = torch.is_grad_enabled()",
             f"needs = ({', '.join(needs)}{',' if len(needs) == 1 else ''})",
         )
-        entry = entry_function(plan, DIALECT, "_function().apply({args}, needs)[0]", before)
+        call = "_function().apply({args}, needs)[0]"  # forward gives the value its shape ()
+        entry = entry_function(plan, DIALECT, call, before, shaped=True)
     lines += ["", "", *entry, ""]
     return "\n".join(lines)
 
@@ -401,7 +402,7 @@ _UNIT = [
     "        and grad.numel() == 1",
     "        and not torch.compiler.is_compiling()",
     "        and not torch._C._functorch.is_functorch_wrapped_tensor(grad)",
-    "        and bool(grad == 1)",
+    "        and grad.item() == 1",
     "    )",
 ]
 
@@ -469,9 +470,9 @@ def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
         "    @staticmethod",
         f"    def forward({args}, needs):",
         "        if not any(needs):",
-        f"            return (_value({args}),)",
+        f"            return (_value({args}).reshape(()),)",
         f"        value, *grads = _joint({args}, needs)",
-        "        return (value, *(out for out in grads if out is not None))",
+        "        return (value.reshape(()), *(out for out in grads if out is not None))",
         "",
         "    @staticmethod",
         "    def setup_context(ctx, inputs, output):",
@@ -487,6 +488,7 @@ def _joint_class(plan: Plan, cls: str, args: str) -> list[str]:
         f"            return (None,) * {count + 1}",
         "        if torch.is_grad_enabled():  # create_graph=True",
         f"            needs = ctx.needs_input_grad[:{count}]",
+        f"            grad = grad.reshape({plan.layout.shape(frozenset())})",
         "            return (*_grad(*ctx.saved_tensors, grad, needs), None)",
         "        if not ctx.grads:  # handed out by an earlier backward (retain_graph=True)",
         "            _, *again = _joint(*ctx.saved_tensors, ctx.needs)",
