@@ -763,7 +763,12 @@ REFERENCES: dict[str, Reference] = {
             tversky_torch,
             tversky_jax,
             _logits_mask,
-            [{}, {"alpha": 0.3, "beta": 0.7}, {"alpha": 0.7, "beta": 0.3, "smooth": 1e-5}],
+            [
+                {},
+                {"alpha": 0.3, "beta": 0.7},
+                {"alpha": 0.7, "beta": 0.3, "smooth": 1e-5},
+                {"alpha": 0.7, "beta": 0.7},  # alpha + beta != 1: TP weighs in the denominator
+            ],
             no_grad=("target",),
         ),
         Reference("iou.loss", ("pred", "target"), iou_torch, iou_jax, _box_inputs),

@@ -94,3 +94,31 @@ def test_jax_matches_reference(ref: Reference, case: int, shape: int, dtype: str
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(0.5, 0.5), (0.7, 0.7), (0.0, 1.0)])
+def test_tversky_float32_where_its_sums_cancel(alpha: float, beta: float) -> None:
+    """The spec computes FP and FN as sum(p) - TP and sum(target) - TP, which cancel where the
+    predictions are good (logits far on the right side): in float32 the loss stays within an
+    ulp or two of 1 of the float64 value (the loss is 1 - score, which cancels there in every
+    formulation) and the gradient is accurate to a few ulps, also for a loss of 1e-7."""
+    torch = pytest.importorskip("torch")
+    from tests.references import tversky_torch
+
+    loss = spec("tversky").compile("torch", alpha=alpha, beta=beta)
+    eps = torch.finfo(torch.float32).eps
+    gen = torch.Generator().manual_seed(0)
+    for shift in (0.0, 4.0, 16.0):
+        target = (torch.rand(8, 20000, generator=gen) > 0.5).double()
+        logits = torch.randn(8, 20000, generator=gen, dtype=torch.float64)
+        logits = (logits + shift * (2 * target - 1)).requires_grad_(True)
+        want = tversky_torch(logits, target, alpha=alpha, beta=beta)
+        (want_grad,) = torch.autograd.grad(want, logits)
+        low = logits.detach().float().requires_grad_(True)
+        got = loss(low, target.float())
+        (got_grad,) = torch.autograd.grad(got, low)
+        assert abs(got.double() - want).item() <= 2 * eps, shift
+        moved = want_grad != 0  # (with alpha = 0 a background pixel's gradient is 0)
+        relative = (got_grad.double() - want_grad)[moved].abs() / want_grad[moved].abs()
+        assert relative.median().item() <= 4 * eps, shift
+        assert (got_grad[~moved] == 0).all(), shift
