@@ -93,6 +93,8 @@ class Bounds:
             return self.leaves.get(e) or _assumed(e)
         if isinstance(e, sympy.Add):
             terms, parts = _masked_lse_pairs(list(e.args))
+            terms, pairs = _sum_differences(terms)
+            parts += [meet(self.of(one), add(self.of(a), self.of(b))) for one, a, b in pairs]
             return fold(add, parts + [self.of(a) for a in terms])
         if isinstance(e, sympy.Mul):
             return fold(mul, [self.of(a) for a in e.args])
@@ -199,6 +201,36 @@ def _masked_lse_pairs(terms: list[sympy.Basic]) -> tuple[list[sympy.Basic], list
                 terms.remove(partner)
                 found.append(Interval(-INF, 0.0, True, False))
     return terms, found
+
+
+def _sum_differences(
+    terms: list[sympy.Basic],
+) -> tuple[list[sympy.Basic], list[tuple[sympy.Basic, sympy.Basic, sympy.Basic]]]:
+    """Pairs ``sum[D](a) - sum[D](b)``, each with the one sum ``sum[D](a - b)`` (argument
+    factored, if small) that bounds it too: tversky's FP, ``sum(p) - sum(p * t)``, is
+    ``sum(p * (1 - t))``, at least 0, which the two sums' intervals cannot show."""
+    pairs = []
+    for term in list(terms):
+        if not isinstance(term, ir.ReduceSum) or term not in terms:
+            continue
+        partner = next(
+            (
+                other
+                for other in terms
+                if isinstance(-other, ir.ReduceSum) and (-other).args[1] == term.args[1]
+            ),
+            None,
+        )
+        if partner is None:
+            continue
+        terms.remove(term)
+        terms.remove(partner)
+        argument = term.args[0] - (-partner).args[0]
+        if sympy.count_ops(argument) <= 40:  # factoring a large expression can be slow
+            argument = sympy.factor(argument)
+        with ir.frozen():
+            pairs.append((ir.ReduceSum(argument, term.args[1]), term, partner))
+    return terms, pairs
 
 
 def _number(e: sympy.Basic) -> Interval:

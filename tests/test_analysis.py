@@ -237,6 +237,13 @@ HAZARDS = [
     ("x: NonNegative[N]", "mean(sqrt(x))", "sqrt", "x == 0", "sqrt(x)"),
     ("x: Real[N]", "mean(exp(x))", "overflow", "x > 88.72", "exp(x)"),
     ("x: Real[N]", "mean(exp(x) - 1)", "overflow", "x > 88.72", "exp(x) - 1"),
+    (  # the difference of two sums can be 0 (and negative) when the sums are of anything
+        "x: Real[N, P], y: Real[N, P]",
+        "mean(1 / (sum[P](x) - sum[P](y)))",
+        "division",
+        "sum[P](x) == sum[P](y)",
+        "sum[P](x) - sum[P](y)",
+    ),
     ("a: Real[N, D], b: Real[N, D]", "mean(norm[D](a - b))", "norm", "a == b", "norm[D](a - b)"),
     (
         "a: Real[N, D], b: Real[N, D]",
@@ -270,6 +277,11 @@ SAFE = [
     ("a: Real[N, D], b: Real[N, D]", "mean(norm[D](a - b)^2)"),
     ("x: Real[N, C]", "mean(log(sum[C](exp(x))))"),
     ("x: Real[N, C]", "mean(-log(softmax[C](x)))"),
+    # a difference of sums over one dim is the sum of the difference: sum(p * (1 - t)) >= 0
+    (
+        "x: Real[N, P], t: Binary[N, P]",
+        "mean(1 / (sum[P](sigmoid(x)) - sum[P](sigmoid(x) * t) + 1))",
+    ),
 ]
 
 
