@@ -209,27 +209,21 @@ def _sum_differences(
     """Pairs ``sum[D](a) - sum[D](b)``, each with the one sum ``sum[D](a - b)`` (argument
     factored, if small) that bounds it too: tversky's FP, ``sum(p) - sum(p * t)``, is
     ``sum(p * (1 - t))``, at least 0, which the two sums' intervals cannot show."""
+    negated = {t: -t for t in terms if not isinstance(t, ir.ReduceSum)}
+    subtracted = [t for t, minus in negated.items() if isinstance(minus, ir.ReduceSum)]
     pairs = []
-    for term in list(terms):
-        if not isinstance(term, ir.ReduceSum) or term not in terms:
-            continue
-        partner = next(
-            (
-                other
-                for other in terms
-                if isinstance(-other, ir.ReduceSum) and (-other).args[1] == term.args[1]
-            ),
-            None,
-        )
+    for term in [t for t in terms if isinstance(t, ir.ReduceSum)]:
+        dims = term.args[1]
+        partner = next((t for t in subtracted if negated[t].args[1] == dims), None)
         if partner is None:
             continue
-        terms.remove(term)
-        terms.remove(partner)
-        argument = term.args[0] - (-partner).args[0]
+        subtracted.remove(partner)
+        terms = [t for t in terms if t is not term and t is not partner]
+        argument = term.args[0] - negated[partner].args[0]
         if sympy.count_ops(argument) <= 40:  # factoring a large expression can be slow
             argument = sympy.factor(argument)
         with ir.frozen():
-            pairs.append((ir.ReduceSum(argument, term.args[1]), term, partner))
+            pairs.append((ir.ReduceSum(argument, dims), term, partner))
     return terms, pairs
 
 

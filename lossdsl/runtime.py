@@ -235,16 +235,14 @@ def _is_binary(x: Any) -> bool:
         low, high = torch.aminmax(flat)
         return bool(low >= 0 and high <= 1)
     if flat.numel() <= _CHUNK:
-        return _all_zero(torch.addcmul(flat, flat, flat, value=-1))
+        return _no_residual(torch, flat)
     buffer = torch.empty(_CHUNK, dtype=flat.dtype, device=flat.device)
-    return all(
-        _all_zero(torch.addcmul(chunk, chunk, chunk, value=-1, out=buffer[: chunk.numel()]))
-        for chunk in flat.split(_CHUNK)
-    )
+    return all(_no_residual(torch, c, buffer[: c.numel()]) for c in flat.split(_CHUNK))
 
 
-def _all_zero(r: Any) -> bool:
-    low, high = r.aminmax()
+def _no_residual(torch: Any, x: Any, out: Any = None) -> bool:
+    """Whether x - x*x (written into ``out`` if given) is 0 at its least and greatest."""
+    low, high = torch.addcmul(x, x, x, value=-1, out=out).aminmax()
     return not (low.item() or high.item())  # a NaN is true
 
 
