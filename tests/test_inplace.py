@@ -271,7 +271,7 @@ def test_the_scratch_buffer_leaves_values_and_gradients_bitwise_alike() -> None:
     spec = lossdsl.load(ROOT / "specs/dice.loss")
     source = spec.emit("torch")
     assert "_scratch = logits.new_empty(logits.shape)" in source
-    assert source.count("out=_scratch") == 3  # p*target, the gradient's two factors
+    assert source.count("out=_scratch") == 2  # p*target, the gradient's factor a - target
     ours, theirs = _modules(spec)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 7, dtype=torch.float64, generator=gen)
@@ -279,6 +279,58 @@ def test_the_scratch_buffer_leaves_values_and_gradients_bitwise_alike() -> None:
     got = _value_and_grads(ours, [logits, target], spec)
     want = _value_and_grads(theirs, [logits, target], spec)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1][0], want[1][0])
+
+
+def test_rewrite_multiplies_by_sigmoid_of_a_negated_name_in_one_kernel() -> None:
+    """`a * torch.sigmoid(-u)` is softplus's backward kernel at beta = -1, written into `a`
+    where `a` is fresh and has the result's dims, else into a new tensor (also functionally);
+    anything else (a number times it, a sigmoid of an expression) is left as it was."""
+    body = ("a = torch.exp(x)*torch.sigmoid(-x)", "b = torch.sigmoid(-x)*x", "return a, b")
+    assert _rewrite(*body) == [
+        "a = _times_sigmoid_(torch.exp(x), x, -1)",
+        "b = _times_sigmoid(x, x, -1)",
+        "return a, b",
+    ]
+    functional = inplace.rewrite(list(body), LEAVES, ("N", "D"), in_place=False)
+    assert functional[0] == "a = _times_sigmoid(torch.exp(x), x, -1)"
+    # `a` smaller than the result (it broadcasts): a new tensor
+    assert _rewrite("a = torch.exp(w)*torch.sigmoid(-x)", "return a")[0] == (
+        "a = _times_sigmoid(torch.exp(w), x, -1)"
+    )
+    assert _rewrite("a = 2*torch.sigmoid(-x)", "return a")[0] == "a = (-x).sigmoid_().mul_(2)"
+    assert _rewrite("a = x*torch.sigmoid(-(x*w))", "return a")[0] == (
+        "a = (x*w).neg_().sigmoid_().mul_(x)"
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_times_sigmoid_is_as_accurate_as_the_product(dtype: torch.dtype) -> None:
+    """The helpers against a * sigmoid(-u) (float32: computed in float64; float64: the two
+    operations): within 4 ulps over u in [-100, 80] where the result is a normal number, a
+    itself where sigmoid(-u) rounds to 1, 0 at u = inf, NaN at NaN."""
+    namespace: dict = {"torch": torch}
+    for helper in inplace.HELPERS.values():
+        exec("\n".join(helper), namespace)
+    gen = torch.Generator().manual_seed(0)
+    u = torch.linspace(-100, 80, 40001, dtype=torch.float64)
+    a = torch.rand(40001, dtype=torch.float64, generator=gen) * 4 - 2
+    got = namespace["_times_sigmoid"](a.to(dtype), u.to(dtype), -1)
+    if dtype == torch.float32:
+        exact = a.float().double() * torch.sigmoid(-u.float().double())
+        normal = exact.abs() > torch.finfo(dtype).tiny
+        ulps = ((got.double() - exact).abs() / exact.abs())[normal] / torch.finfo(dtype).eps
+        assert ulps.max() < 4
+    else:  # float64 has no wider type here: against the unfused product
+        want = a * torch.sigmoid(-u)
+        normal = want.abs() > torch.finfo(dtype).tiny
+        ulps = ((got - want).abs() / want.abs())[normal] / torch.finfo(dtype).eps
+        assert ulps.max() < 4
+    into = a.to(dtype).clone()
+    assert namespace["_times_sigmoid_"](into, u.to(dtype), -1) is into
+    assert torch.equal(into, got)
+    ends = torch.tensor([-50.0, float("nan"), float("inf"), -float("inf")], dtype=dtype)
+    out = namespace["_times_sigmoid"](torch.full((4,), 3.0, dtype=dtype), ends, -1)
+    assert out[0] == 3 and out[1].isnan() and out[2] == 0 and out[3] == 3
 
 
 def test_rewrite_fuses_multiply_adds_alike_in_place_and_functionally() -> None:

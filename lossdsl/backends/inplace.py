@@ -35,9 +35,11 @@ Updates are bitwise identical to the functional operations they replace (``a - b
 ``torch.sub(a, b, out=b)``, ``1 / b`` is ``b.reciprocal_()``). One fusion changes rounding:
 ``a + b*c`` and ``a - b*c`` of float tensors become ``a.addcmul_(b, c)`` (``value=-1``), which
 needs no buffer for ``b*c`` (a full-size one where ``b`` or ``c`` is) and rounds once, not twice
-(torch's CPU kernel is a fused multiply-add). The functional code gets the same fusion, as
-``torch.addcmul(a, b, c)``, from the same pass with ``in_place=False``, so that both agree bitwise
-and the in-place code can be tested against it. Only the eager forward pass uses
+(torch's CPU kernel is a fused multiply-add); and ``a * torch.sigmoid(-u)`` becomes one kernel,
+``_times_sigmoid_(a, u, -1)`` (:data:`HELPERS`), within a few ulps of the two operations. The
+functional code gets the same fusions, as ``torch.addcmul(a, b, c)`` and ``_times_sigmoid``,
+from the same pass with ``in_place=False``, so that both agree bitwise and the in-place code can
+be tested against it. Only the eager forward pass uses
 this: under ``torch.func`` transforms the module runs its functional ``_value`` and ``_grad``
 instead (a batched operand cannot be written into an unbatched buffer), and ``_grad``, which
 autograd differentiates under ``create_graph=True``, stays functional.
@@ -71,6 +73,30 @@ _FUNCTIONS = {ast.Add: "torch.add", ast.Sub: "torch.sub", ast.Mult: "torch.mul"}
 _FUNCTIONS |= {ast.Div: "torch.div", ast.Pow: "torch.pow"}
 SCRATCH = "_scratch"  # a buffer with every dim, for what a statement consumes at once
 OUT = "\0"  # in `Value.alloc`: where the name of the buffer to write into goes
+
+
+# The module-level functions the rewritten code may call (lossdsl.backends.torch.emit adds
+# them where it does). softplus's backward at beta = sign computes a * z / (z + 1) with
+# z = exp(sign * u), a * sigmoid(sign * u) without cancellation at either end, and returns a
+# itself where sign * u exceeds the threshold, beyond which sigmoid rounds to 1 (exp(-20) is
+# below float32's half ulp of 1, exp(-40) below float64's; a * z cannot overflow for |a| up
+# to about 1e29 and 1e290). Within 3.2 float32 ulps of a * sigmoid(-u) computed in float64
+# over u in [-100, 80] (the product as two operations: 2.7).
+HELPERS = {
+    "_times_sigmoid": (
+        "def _times_sigmoid(a, u, sign):",
+        '    """a * sigmoid(sign * u) in one pass: softplus\'s backward kernel."""',
+        "    threshold = 40.0 if a.dtype == torch.float64 else 20.0",
+        "    return torch.ops.aten.softplus_backward(a, u, sign, threshold)",
+    ),
+    "_times_sigmoid_": (
+        "def _times_sigmoid_(a, u, sign):",
+        '    """a * sigmoid(sign * u) in one pass, written into a: softplus\'s backward kernel."""',
+        "    threshold = 40.0 if a.dtype == torch.float64 else 20.0",
+        "    kernel = torch.ops.aten.softplus_backward.grad_input  # its out= form",
+        "    return kernel(a, u, sign, threshold, grad_input=a)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -378,9 +404,33 @@ class _Walker:
 
     def _binary(self, node: ast.BinOp) -> Value:
         fused = self._multiply_add(node)
+        if fused is None:
+            fused = self._times_sigmoid(node)
         if fused is not None:
             return fused
         return self._arithmetic(node, self.value(node.left), self.value(node.right))
+
+    def _times_sigmoid(self, node: ast.BinOp) -> Value | None:
+        """``a * torch.sigmoid(-u)`` (``u`` a name) as ``_times_sigmoid_(a, u, -1)`` where ``a``
+        has the result's dims and is fresh, else as ``_times_sigmoid(a, u, -1)``: one pass
+        over ``a`` and ``u`` (softplus's backward kernel, :data:`HELPERS`) instead of a
+        negation, a sigmoid and a product, and no buffer for ``sigmoid(-u)``. ``None``: not
+        that pattern."""
+        if not isinstance(node.op, ast.Mult):
+            return None
+        sigmoid_right = _negated_name_in_sigmoid(node.right)
+        if sigmoid_right is None and _negated_name_in_sigmoid(node.left) is None:
+            return None
+        other, sigmoid = (node.left, node.right) if sigmoid_right else (node.right, node.left)
+        a = self.value(other)
+        u = self._name(_negated_name_in_sigmoid(sigmoid) or "")
+        if a.kind != FLOAT or u.kind != FLOAT or a.dims is None or u.dims is None:
+            s = self.value(sigmoid)  # as it would have been: `a` is taken once either way
+            return self._arithmetic(node, a, s) if sigmoid_right else self._arithmetic(node, s, a)
+        if self._owns(a) and u.dims <= a.dims:
+            return a.updated(f"_times_sigmoid_({a.text}, {u.text}, -1)")
+        text = f"_times_sigmoid({self._consumed(a)}, {u.text}, -1)"
+        return Value(FLOAT, a.dims | u.dims, text, True)
 
     def _multiply_add(self, node: ast.BinOp) -> Value | None:
         """``a + b*c``, ``b*c + a`` or ``a - b*c`` as ``addcmul`` where ``a`` has the result's
@@ -563,6 +613,21 @@ class _Walker:
             return Value(OTHER, None, text)
         kind = FLOAT if any(v.kind == FLOAT for v in values[-2:]) else OTHER
         return Value(kind, _union(values) if kind == FLOAT else None, text, True)
+
+
+def _negated_name_in_sigmoid(node: ast.expr) -> str | None:
+    """``u`` for ``torch.sigmoid(-u)`` with ``u`` a name, else ``None``."""
+    if (
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func) == "torch.sigmoid"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.UnaryOp)
+        and isinstance(node.args[0].op, ast.USub)
+        and isinstance(node.args[0].operand, ast.Name)
+    ):
+        return node.args[0].operand.id
+    return None
 
 
 def _changed(nodes: list[ast.expr], values: list[Value]) -> list[tuple[ast.AST, Value]]:

@@ -353,7 +353,11 @@ def emit(plan: Plan, in_place: bool = True) -> str:
         lines += [*_function_class(cls, args), "", "", *_plain_class(cls)]
         entry = entry_function(plan, DIALECT, "_function().apply({args})")
     else:
-        lines += [*_joint_function(plan, unit, reserved, in_place), "", ""]
+        joint = _joint_function(plan, unit, reserved, in_place)
+        for name, helper in inplace.HELPERS.items():
+            if any(f"{name}(" in line for line in joint):
+                lines += [*helper, "", ""]
+        lines += [*joint, "", ""]
         lines += [*_dispatch(plan, in_place), "", "", *_UNIT, "", ""]
         lines += [*_joint_class(plan, cls, args), "", "", *_plain_class(cls)]
         needs = [
