@@ -3,7 +3,8 @@ text reaches emitted source only as validated identifiers, numbers and escaped d
 
 At top level: the module docstring, ``import torch`` (or ``import jax``, ``jax.numpy as jnp``,
 ``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``,
-``_grad``, ``_value_and_grad``, ``_joint``, ``_unit`` and ``_function`` (torch) or
+``_grad``, ``_value_and_grad``, ``_joint``, ``_unit``, ``_function`` and the
+``_times_sigmoid``/``_times_sigmoid_`` helpers (torch) or
 ``_<loss>``/``_<loss>_jvp`` (JAX) functions, the private ``_...Function`` class and its
 ``_...Plain`` subclass (torch) and the public loss function.
 Anywhere: no other import, no ``del`` but of a local name, no ``global``, no access to dunder
@@ -54,6 +55,8 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         "_joint",
         "_unit",
         "_function",
+        "_times_sigmoid",
+        "_times_sigmoid_",
         f"_{public}",
         f"_{public}_jvp",
         public,
