@@ -52,6 +52,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from lossdsl.backends import blocked
 from lossdsl.backends.module import needs_gate
 
 FLOAT = "float"  # a tensor of the computation's dtype with known dims
@@ -129,13 +130,19 @@ class Leaf:
 
 
 def rewrite(
-    body: list[str], leaves: dict[str, Leaf], order: tuple[str, ...], in_place: bool = True
+    body: list[str],
+    leaves: dict[str, Leaf],
+    order: tuple[str, ...],
+    in_place: bool = True,
+    blocks: bool = True,
 ) -> list[str]:
     """``body``: the unindented statements of a straight-line function, one a line, printed
     from expressions (before ``release`` and ``finish``); ``leaves``: the kinds and dims of the
     names the function gets (arguments, sizes, component slices); ``order``: the layout's dims.
     Returns the statements with in-place updates where they are safe; with ``in_place=False``,
-    only with the multiply-add fusion (functional code that rounds as the in-place code does)."""
+    only with the multiply-add fusion (functional code that rounds as the in-place code does).
+    With ``blocks``, the scratch buffer's statements run by blocks of rows where they can
+    (lossdsl.backends.blocked)."""
     trees: list[ast.stmt | None] = []
     for line in body:
         try:
@@ -207,7 +214,12 @@ def rewrite(
     if scratch is not None and SCRATCH not in last:
         out, scratch_uses = rewritten(scratch)
         if scratch_uses >= 2:
-            return out
+
+            def dims(name: str) -> frozenset[str] | None:
+                value = survey.known.get(name) or leaves.get(name)
+                return value.dims if value is not None and value.kind != OTHER else None
+
+            return (blocked.block(out, scratch, dims, order) if blocks else None) or out
     return rewritten(None)[0]
 
 

@@ -377,8 +377,8 @@ def wrap(line: str, width: int = 96) -> str:
     head, sep, expr = line.strip().partition(" = ")
     if line.strip().startswith("return "):
         head, sep, expr = "return", " ", line.strip().removeprefix("return ")
-    elif not sep:
-        return line
+    elif not sep:  # an expression statement (an update in place), parenthesised whole
+        head, expr = "", line.strip()
     opener = f"{lead}{head}{sep}("
     rows, row = [], ""
     for word in expr.split(" "):
@@ -407,8 +407,8 @@ def finish(body: list[str]) -> list[str]:
             rest = "\n".join(body[i + 1 :])  # a keyword argument `dtype=` is not a read
             if not re.search(rf"(?<![.\w]){re.escape(name)}\b(?!=(?!=))", rest):
                 continue
-        if line.lstrip().startswith(("raise", "if", "def")):
-            kept.append(line)
+        if line.lstrip().startswith(("raise", "if", "def", "for")):  # wrapped where made
+            kept.extend(line.split("\n"))
         else:
             kept.extend(wrap(line).split("\n"))
     return kept

@@ -16,7 +16,7 @@ from typing import ClassVar
 import sympy
 
 from lossdsl import ir
-from lossdsl.backends import inplace
+from lossdsl.backends import blocked, inplace
 from lossdsl.backends.base import TensorPrinter, install_table
 from lossdsl.backends.module import (
     Dialect,
@@ -354,7 +354,7 @@ def emit(plan: Plan, in_place: bool = True) -> str:
         entry = entry_function(plan, DIALECT, "_function().apply({args})")
     else:
         joint = _joint_function(plan, unit, reserved, in_place)
-        for name, helper in inplace.HELPERS.items():
+        for name, helper in {**inplace.HELPERS, **blocked.HELPERS}.items():
             if any(f"{name}(" in line for line in joint):
                 lines += [*helper, "", ""]
         lines += [*joint, "", ""]

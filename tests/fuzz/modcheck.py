@@ -4,7 +4,7 @@ text reaches emitted source only as validated identifiers, numbers and escaped d
 At top level: the module docstring, ``import torch`` (or ``import jax``, ``jax.numpy as jnp``,
 ``jax.scipy.special``), ``class LossInputError(ValueError)``, the private ``_value``,
 ``_grad``, ``_value_and_grad``, ``_joint``, ``_unit``, ``_function`` and the
-``_times_sigmoid``/``_times_sigmoid_`` helpers (torch) or
+``_times_sigmoid``/``_times_sigmoid_`` and ``_row_blocks`` helpers (torch) or
 ``_<loss>``/``_<loss>_jvp`` (JAX) functions, the private ``_...Function`` class and its
 ``_...Plain`` subclass (torch) and the public loss function.
 Anywhere: no other import, no ``del`` but of a local name, no ``global``, no access to dunder
@@ -57,6 +57,7 @@ def check_module(source: str, backend: str, loss: str) -> ast.Module:
         "_function",
         "_times_sigmoid",
         "_times_sigmoid_",
+        "_row_blocks",
         f"_{public}",
         f"_{public}_jvp",
         public,

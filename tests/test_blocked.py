@@ -1,0 +1,121 @@
+"""The scratch buffer's statements run a block of rows at a time (lossdsl.backends.blocked):
+which statements can be, what they become, and that the blocks compute what the whole tensors
+do, in several blocks as in one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lossdsl.backends import blocked
+
+ROOT = Path(__file__).resolve().parent.parent
+DIMS = {
+    "x": frozenset({"N", "D"}),
+    "p": frozenset({"N", "D"}),
+    "g": frozenset({"N", "D"}),
+    "s": frozenset({"N"}),
+    "c": frozenset({"D"}),
+    "k": frozenset(),
+}
+SCRATCH = "_scratch = x.new_empty(x.shape)"
+
+
+def _block(*lines: str) -> list[str] | None:
+    return blocked.block([SCRATCH, *lines], SCRATCH, DIMS.get, ("N", "D"))
+
+
+def test_a_row_sum_is_the_concatenation_of_its_blocks() -> None:
+    assert _block("s = torch.sum(torch.mul(x, p, out=_scratch), dim=(1,), keepdim=True)") == [
+        "_blocks = _row_blocks(x)",
+        "s = torch.cat([torch.sum(torch.mul(x[_rows], p[_rows], out=_scratch), dim=(1,), "
+        "keepdim=True) for _rows, _scratch in _blocks])",
+    ]
+
+
+def test_an_update_of_a_buffer_runs_over_its_rows_then_names_it() -> None:
+    (_, loop, named) = _block("p = p.mul_(torch.sub(s, x, out=_scratch)).mul_(k*s)")
+    assert loop == (
+        "for _rows, _scratch in _blocks:\n"
+        "    p[_rows].mul_(torch.sub(s[_rows], x[_rows], out=_scratch)).mul_(k * s[_rows])"
+    )
+    assert named == "p = p"
+    (_, gated, named) = _block("g = p.mul_(torch.neg(x, out=_scratch)) if needs[0] else None")
+    assert gated.startswith("if needs[0]:\n    for _rows, _scratch in _blocks:\n        p[_rows]")
+    assert named == "g = p if needs[0] else None"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "s = torch.sum(torch.mul(x, p, out=_scratch), dim=(0,), keepdim=True)",  # over N
+        "p = p.mul_(torch.sub(c, x, out=_scratch)).add_(c.mul_(2))",  # c updated per block
+        "p = torch.mul(x, p, out=_scratch).mul_(2)",  # the result is the scratch buffer
+        "p = p.mul_(torch.mul(x, y, out=_scratch))",  # y: dims unknown
+        "p = p.mul_(torch.mul(x, x.T, out=_scratch))",  # an attribute
+        "p = p.mul_(torch.logcumsumexp(torch.mul(x, p, out=_scratch), 1))",  # not row-wise known
+        "k = torch.sum(torch.mul(x, p, out=_scratch), dim=(0, 1), keepdim=True)",
+    ],
+)
+def test_anything_not_row_by_row_keeps_the_full_size_buffer(line: str) -> None:
+    assert _block(line) is None
+
+
+def _row_blocks():
+    namespace: dict = {}
+    exec("\n".join(blocked.HELPERS["_row_blocks"]), namespace)
+    return namespace["_row_blocks"]
+
+
+def test_row_blocks_cover_every_row_once() -> None:
+    torch = pytest.importorskip("torch")
+    row_blocks = _row_blocks()
+    x = torch.zeros(10, 3)
+    blocks = row_blocks(x, elements=12)  # 4 rows a block
+    assert [(b.start, b.stop) for b, _ in blocks] == [(0, 4), (4, 8), (8, 12)]
+    assert [tuple(s.shape) for _, s in blocks] == [(4, 3), (4, 3), (2, 3)]
+    assert all(s.data_ptr() == blocks[0][1].data_ptr() for _, s in blocks)  # one buffer
+    assert [tuple(x[b].shape) for b, _ in blocks] == [(4, 3), (4, 3), (2, 3)]
+    ((every, buffer),) = row_blocks(x)  # small: one block, every row
+    assert every is ... and tuple(buffer.shape) == (10, 3)
+    ((every, buffer),) = row_blocks(torch.zeros(0, 3))
+    assert every is ... and tuple(buffer.shape) == (0, 3)
+    assert len(row_blocks(torch.zeros(3, 5), elements=1)) == 3  # at least a row a block
+
+
+@pytest.mark.parametrize("name", ["dice", "tversky", "cosine_embedding"])
+def test_several_blocks_compute_what_one_does(name: str) -> None:
+    """The emitted eager module with blocks of 7 elements (one row each here) against the
+    functional module, in float64: the same values and gradients, bitwise (a row's sum is
+    the same whether its tensor has one row or five)."""
+    torch = pytest.importorskip("torch")
+    import lossdsl
+    from lossdsl import codegen, runtime, sign_merge, softplus_merge
+    from lossdsl.backends import torch as torch_backend
+
+    spec = lossdsl.load(ROOT / "specs" / f"{name}.loss")
+    source = spec.emit("torch")
+    assert "_blocks = _row_blocks(" in source
+    ours = runtime.load_module(source, spec.name, f"blocked-{name}")
+    ours._row_blocks.__defaults__ = (7,)
+    plan = codegen.specialise(spec.stable_ir, spec.bind_params({}))
+    plan.value = softplus_merge.merge(sign_merge.merge(plan.value, plan.loss))
+    theirs = runtime.load_module(torch_backend.emit(plan, in_place=False), name, f"f-{name}")
+    gen = torch.Generator().manual_seed(1)
+    first = torch.randn(5, 6, dtype=torch.float64, generator=gen)
+    if name == "cosine_embedding":  # pairs of rows, and which are similar (Binary)
+        inputs = [first, torch.randn(5, 6, dtype=torch.float64, generator=gen)]
+        inputs.append(torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    else:  # logits and a mask
+        inputs = [3 * first, (torch.rand(5, 6, generator=gen) > 0.5).double()]
+    differentiated = [True, name == "cosine_embedding", False]
+    results = []
+    for module in (ours, theirs):
+        xs = [x.clone().requires_grad_(d) for x, d in zip(inputs, differentiated, strict=False)]
+        value = getattr(module, name)(*xs)
+        wrt = [x for x in xs if x.requires_grad]
+        results.append((value, torch.autograd.grad(value, wrt)))
+    (value, grads), (want_value, want) = results
+    assert torch.equal(value, want_value)
+    assert all(torch.equal(g, w) for g, w in zip(grads, want, strict=True))
