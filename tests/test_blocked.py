@@ -56,6 +56,7 @@ def test_an_update_of_a_buffer_runs_over_its_rows_then_names_it() -> None:
         "p = p.mul_(torch.mul(x, x.T, out=_scratch))",  # an attribute
         "p = p.mul_(torch.logcumsumexp(torch.mul(x, p, out=_scratch), 1))",  # not row-wise known
         "k = torch.sum(torch.mul(x, p, out=_scratch), dim=(0, 1), keepdim=True)",
+        "s = torch.sum(torch.mul(x, p, out=_scratch), dim=axes, keepdim=True)",  # unknown dims
     ],
 )
 def test_anything_not_row_by_row_keeps_the_full_size_buffer(line: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 
-from lossdsl.backends.module import wrap
+from lossdsl.backends.module import literal, wrap
 
 BLOCK = 1 << 17  # elements: 512 KiB of float32, a block that stays in cache between passes
 BLOCKS = "_blocks"
@@ -145,7 +145,7 @@ class _Rows(ast.NodeTransformer):
         func = ast.unparse(node.func)
         keywords = {k.arg: k.value for k in node.keywords}
         if func in _REDUCTIONS:
-            axes = ast.literal_eval(keywords["dim"]) if "dim" in keywords else None
+            axes = literal(keywords.get("dim"))
             if not isinstance(axes, tuple) or 0 in axes:
                 self.failed = True
                 return node

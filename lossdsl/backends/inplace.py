@@ -53,7 +53,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from lossdsl.backends import blocked
-from lossdsl.backends.module import needs_gate
+from lossdsl.backends.module import literal, needs_gate
 
 FLOAT = "float"  # a tensor of the computation's dtype with known dims
 SCALAR = "scalar"  # a Python number or a 0-d tensor of the computation's dtype
@@ -539,7 +539,7 @@ class _Walker:
             if func == "torch.relu":  # the one of them without an out= form
                 return Value(FLOAT, x.dims, text, True)
             return self._allocated(x.dims, text)
-        if func == "float" and len(args) == 1 and _literal(args[0]) in ("inf", "-inf", "nan"):
+        if func == "float" and len(args) == 1 and literal(args[0]) in ("inf", "-inf", "nan"):
             return Value(SCALAR, frozenset(), self._segment(node))
         if func == "torch.nn.functional.softplus" and len(args) == 1 and not keywords:
             return self._elementwise(node, args)
@@ -560,7 +560,7 @@ class _Walker:
             return self._elementwise(node, args)
         if func in _REDUCTIONS and len(args) == 1 and _keep_dims(keywords):
             x = self.value(args[0])
-            axes = _literal(keywords.get("dim"))
+            axes = literal(keywords.get("dim"))
             if x.kind != FLOAT or x.dims is None or not isinstance(axes, tuple):
                 return self.opaque(node)
             dims = x.dims - {self.order[a] for a in axes}
@@ -573,7 +573,7 @@ class _Walker:
             return Value(FLOAT, x.dims, self._splice(node, _changed(args, [x])), True)
         if func == "torch.take_along_dim" and len(args) == 2 and set(keywords) == {"dim"}:
             x, index = self.value(args[0]), self.value(args[1])
-            axis = _literal(keywords["dim"])
+            axis = literal(keywords["dim"])
             if x.kind != FLOAT or x.dims is None or index.dims is None or not isinstance(axis, int):
                 return self.opaque(node)
             dims = (x.dims - {self.order[axis]}) | index.dims
@@ -669,13 +669,6 @@ def _is_number(node: ast.expr) -> bool:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         node = node.operand
     return isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
-
-
-def _literal(node: ast.expr | None) -> object:
-    try:
-        return ast.literal_eval(node) if node is not None else None
-    except ValueError:
-        return None
 
 
 def _keep_dims(keywords: dict[str | None, ast.expr]) -> bool:

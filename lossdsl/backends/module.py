@@ -365,6 +365,14 @@ def needs_gate(expr: ast.expr) -> frozenset[int] | None:
     return frozenset(found)
 
 
+def literal(node: ast.expr | None) -> object:
+    """The value of a literal in generated code (``dim=(1,)``), else ``None``."""
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except ValueError:
+        return None
+
+
 def wrap(line: str, width: int = 96) -> str:
     """Break a long statement of generated code at spaces inside one pair of parentheses.
 
