@@ -125,7 +125,7 @@ class Bounds:
                 return monotone(f, args[0], low, high)
         if isinstance(e, (sympy.log, log1p)):
             arg = args[0] if isinstance(e, sympy.log) else add(args[0], point(1.0))
-            return monotone(math.log, arg, -INF, INF) if arg.positive else REAL
+            return monotone(_log, arg, -INF, INF) if arg.positive else REAL
         if isinstance(e, (sympy.Max, ir.Relu)):
             return fold(maximum, args + ([point(0.0)] if isinstance(e, ir.Relu) else []))
         if isinstance(e, sympy.Min):
@@ -324,3 +324,8 @@ def loss_bounds(loss: ir.LossIR) -> Bounds:
 
 
 __all__ = ["Bounds", "Interval", "loss_bounds", "param_interval", "refinements"]
+
+
+def _log(x: float) -> float:
+    """log, and its limit -inf at 0 (an open end: a positive interval may start at 0)."""
+    return math.log(x) if x > 0 else -INF

@@ -63,6 +63,12 @@ def test_anything_not_row_by_row_keeps_the_full_size_buffer(line: str) -> None:
     assert _block(line) is None
 
 
+def test_a_layout_without_dims_has_no_rows() -> None:
+    """A loss of scalar inputs (found by tests/test_fuzz.py): its scratch buffer stays."""
+    line = "a = torch.exp(torch.mul(k, k, out=_scratch)).mul_(torch.neg(k, out=_scratch))"
+    assert blocked.block([SCRATCH, line], SCRATCH, DIMS.get, ()) is None
+
+
 def _row_blocks():
     namespace: dict = {}
     exec("\n".join(blocked.HELPERS["_row_blocks"]), namespace)

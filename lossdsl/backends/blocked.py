@@ -71,7 +71,9 @@ def block(
     """``body`` as the in-place pass left it, ``scratch`` its line allocating the scratch
     buffer, ``dims`` the dims of a name (``None``: not a tensor with known dims), ``order``
     the layout's dims. Returns the body with the scratch buffer's statements run by blocks,
-    or ``None`` where one of them cannot be."""
+    or ``None`` where one of them cannot be (or the layout has no dims: no rows)."""
+    if not order:
+        return None
     source = scratch.partition(" = ")[2].partition(".")[0]  # `_scratch = x.new_empty(x.shape)`
     out: list[str] = []
     for line in body:
