@@ -227,6 +227,20 @@ def _both(text: str, *args: object) -> list[tuple[np.ndarray, list[np.ndarray]]]
             4.0,
             [[0.0] * 4, -2.0],
         ),
+        # a choice between sizes and integers: a float tensor of the inputs' dtype (it was int64,
+        # or float32 for `8 / size(N)`, and torch's backward then had no graph to run)
+        (
+            "loss f(x: Real[N]) { return where(sum(x) > 0, 8, size(N)) }",
+            ([1.0, 2.0],),
+            8.0,
+            [[0.0, 0.0]],
+        ),
+        (
+            "loss f(x: Real[N]) { return where(sum(x) > 0, 3, 8 / size(N)) }",
+            ([-1.0, -2.0],),
+            4.0,
+            [[0.0, 0.0]],
+        ),
         # `prod` of a sum: the printed argument is parenthesised
         ("loss f(p: Real[N]) { return prod(p - 0.5) }", ([1.0, 2.0],), 0.75, [[1.5, 0.5]]),
     ],
@@ -235,6 +249,7 @@ def test_found_by_fuzzing_and_fixed(
     text: str, args: tuple[object, ...], value: object, grads: list[object]
 ) -> None:
     for got, got_grads in _both(text, *args):
+        assert got.dtype == np.float64
         np.testing.assert_allclose(got, np.asarray(value, dtype=float))
         for g, want in zip(got_grads, grads, strict=True):
             np.testing.assert_allclose(g, np.reshape(np.asarray(want, dtype=float), g.shape))

@@ -171,7 +171,9 @@ class TensorPrinter(PythonCodePrinter):
             if orelse == 0:
                 return mask if value == 1 else f"{self._print(value)} * {mask}"
             return f"({self._print(orelse)} + {self._print(value - orelse)} * {mask})"
-        return self.WHERE.format(self._print(cond), self._print(value), self._print(orelse))
+        # A branch of sizes alone (`size(N)`, `8 / size(N)`) is a Python number: as an array of
+        # the loss's dtype, so that `where` neither gives integers nor the default float dtype.
+        return self.WHERE.format(self._print(cond), self._arg(value), self._arg(orelse))
 
     # The inner `where` of the double-where guard: `u` where the branch is selected, else 1.
     def _print_Safe(self, expr: ir.Safe) -> str:
