@@ -54,7 +54,31 @@ def _one_minus_sigmoid(e: sympy.Basic) -> sympy.Basic:
 
 
 def _is_naive_sigmoid(e: sympy.Basic) -> bool:
-    return isinstance(e, sympy.Pow) and e.exp == -1 and _is_one_plus_exp(e.base)
+    """``(a + b*exp(u))^-k`` for numbers ``a, b, k > 0`` (``1/(1 + exp(-x))`` the commonest)."""
+    return (
+        isinstance(e, sympy.Pow)
+        and bool(e.exp.is_number and e.exp.is_negative)
+        and _scaled_exp_sum(e.base) is not None
+    )
+
+
+def _scaled_exp_sum(e: sympy.Basic) -> tuple[sympy.Basic, sympy.Basic, sympy.Basic] | None:
+    """``(a, b, u)`` where ``e`` is ``a + b*exp(u)`` with numbers ``a, b > 0``, else None."""
+    if not (isinstance(e, sympy.Add) and len(e.args) == 2):
+        return None
+    a, term = sorted(e.args, key=lambda x: not x.is_number)
+    b, exp = term.as_coeff_Mul()
+    if a.is_number and a.is_positive and b.is_positive and isinstance(exp, sympy.exp):
+        return a, b, exp.args[0]
+    return None
+
+
+def _naive_sigmoid(e: sympy.Basic) -> sympy.Basic:
+    """``(a + b*exp(u))^-k = a^-k * sigmoid(log(a/b) - u)^k``: finite, and with a finite
+    derivative, where ``exp(u)`` overflows (``exp(u) / (a + exp(u))^2`` is inf/inf there)."""
+    a, b, u = _scaled_exp_sum(e.base)  # type: ignore[misc]
+    k = -e.exp
+    return a ** (-k) * ir.Sigmoid(sympy.log(a / b) - u) ** k
 
 
 def _is_one_plus_exp(e: sympy.Basic) -> bool:
@@ -125,9 +149,10 @@ RULES = (
     ),
     Rule(
         "sigmoid",
-        "1/(1 + exp(-x)) = sigmoid(x), which never overflows",
+        "1/(1 + exp(-x)) = sigmoid(x), which never overflows; for numbers a, b, k > 0, "
+        "(a + b*exp(-x))^-k = (sigmoid(x + log(a/b)) / a)^k",
         _is_naive_sigmoid,
-        lambda e: ir.Sigmoid(-_exp_arg(e.base)),
+        _naive_sigmoid,
     ),
     Rule(
         "log_sigmoid",

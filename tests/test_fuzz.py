@@ -241,6 +241,14 @@ def _both(text: str, *args: object) -> list[tuple[np.ndarray, list[np.ndarray]]]
             4.0,
             [[0.0, 0.0]],
         ),
+        # c / (a + exp(u)) where exp(u) overflows: the value is 0 and so is the gradient, which
+        # was inf/inf = NaN (`exp(u) / (a + exp(u))**2`); now (c/a) * sigmoid(log(a) - u)
+        (
+            "loss f(x: Real[N]) { return sum(4/(0.25 + exp(exp(4 + x)^1.5))) }",
+            ([-3.0, -1.0, 0.5, 10.0],),
+            0.045129493518370507543 + 3.2219336358963531964e-39,
+            [[-0.30252881237138292249, -4.3504383471607450126e-37, 0.0, 0.0]],
+        ),
         # `prod` of a sum: the printed argument is parenthesised
         ("loss f(p: Real[N]) { return prod(p - 0.5) }", ([1.0, 2.0],), 0.75, [[1.5, 0.5]]),
     ],

@@ -77,6 +77,30 @@ def test_rule_preserves_the_value(rule: str) -> None:
     same_value(spec_of(decl, body), {"N": 3, "C": 4}, seeds=8)
 
 
+@pytest.mark.parametrize(
+    ("body", "after"),
+    [
+        ("mean(4 / (0.25 + exp(x)))", "4.0*sigmoid(-1.3862943611198906 - x)"),
+        ("mean((2 + 3 * exp(-x))^-2)", "(0.25)*sigmoid(x + log(2/3))^2"),
+        ("mean(1 / sqrt(1 + exp(x)))", "sqrt(sigmoid(-x))"),
+    ],
+)
+def test_sigmoid_of_a_scaled_exp_sum(body: str, after: str) -> None:
+    """(a + b*exp(u))^-k with numbers a, b, k > 0 is a power of a shifted sigmoid, with the
+    same value (and a finite derivative where exp(u) overflows)."""
+    spec = spec_of("x: Real[N]", body)
+    (applied,) = spec.rewrites
+    assert applied.rule == "sigmoid" and applied.after == after
+    same_value(spec, {"N": 3}, seeds=8)
+
+
+@pytest.mark.parametrize(
+    "body", ["mean(1 / (exp(x) - 1))", "mean(1 / (x + exp(x)))", "mean((1 + exp(x))^2)"]
+)
+def test_no_sigmoid_where_the_sum_can_vanish_or_the_power_is_positive(body: str) -> None:
+    assert "sigmoid" not in [r.rule for r in spec_of("x: Real[N]", body).rewrites]
+
+
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.loss")), ids=lambda p: p.stem)
 def test_examples_keep_their_value(path: Path) -> None:
     for spec in lossdsl.load_all(path):
