@@ -156,9 +156,14 @@ def test_only_the_joint_function_updates_in_place() -> None:
                 receiver = func.value
                 assert not (isinstance(receiver, ast.Name) and receiver.id in args), name
             for keyword in getattr(node, "keywords", []):
-                if keyword.arg == "out":
-                    assert isinstance(keyword.value, ast.Name), name
-                    assert keyword.value.id not in args, name
+                if keyword.arg == "out":  # a local, or the rows of a gradient output
+                    out = keyword.value
+                    if isinstance(out, ast.Subscript):
+                        assert ast.unparse(out.slice) == "_rows", name
+                        out = out.value
+                        assert isinstance(out, ast.Name) and out.id.startswith("grad_"), name
+                    assert isinstance(out, ast.Name), name
+                    assert out.id not in args, name
 
 
 LEAVES = {

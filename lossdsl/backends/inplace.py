@@ -210,25 +210,28 @@ def rewrite(
                 out.append(walker.rewritten if walker.rewritten is not None else line)
         return out, walker.scratch_uses
 
-    scratch = _scratch_line(leaves, frozenset(order), set(assigned)) if in_place else None
-    if scratch is not None and SCRATCH not in last:
+    def dims(name: str) -> frozenset[str] | None:
+        value = survey.known.get(name) or leaves.get(name)
+        return value.dims if value is not None and value.kind != OTHER else None
+
+    source = _full_argument(leaves, frozenset(order), set(assigned)) if in_place else None
+    if source is not None and SCRATCH not in last:
+        scratch = f"{SCRATCH} = {source}.new_empty({source}.shape)"
         out, scratch_uses = rewritten(scratch)
+        whole = blocked.block_rows(out, scratch, dims, order, source) if blocks else None
+        if whole is not None:
+            return whole
         if scratch_uses >= 2:
-
-            def dims(name: str) -> frozenset[str] | None:
-                value = survey.known.get(name) or leaves.get(name)
-                return value.dims if value is not None and value.kind != OTHER else None
-
             return (blocked.block(out, scratch, dims, order) if blocks else None) or out
     return rewritten(None)[0]
 
 
-def _scratch_line(leaves: dict[str, Leaf], full: frozenset[str], local: set[str]) -> str | None:
-    """The statement allocating the scratch buffer: ``new_empty`` of an argument with every
-    dim (so of the computation's dtype and device, contiguous); ``None`` where there is none."""
+def _full_argument(leaves: dict[str, Leaf], full: frozenset[str], local: set[str]) -> str | None:
+    """An argument with every dim, to allocate the scratch buffer like (``new_empty``: of the
+    computation's dtype and device, contiguous); ``None`` where there is none."""
     for name, leaf in leaves.items():
         if leaf.kind == FLOAT and leaf.dims == full and name not in local:
-            return f"{SCRATCH} = {name}.new_empty({name}.shape)"
+            return name
     return None
 
 
