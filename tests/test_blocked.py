@@ -94,9 +94,23 @@ def test_row_blocks_cover_every_row_once() -> None:
 SPECS = sorted(path.stem for path in (ROOT / "specs").glob("*.loss"))
 
 
-@pytest.mark.parametrize("name", SPECS)
-def test_several_blocks_compute_what_one_does(name: str) -> None:
-    """The emitted eager module with one row a block against the functional module, in
+def _load_all(path: Path) -> list:
+    import lossdsl
+
+    return lossdsl.load_all(path)
+
+
+LOSSES = [(ROOT / "specs" / f"{name}.loss", name) for name in SPECS] + [
+    (path, spec.name)
+    for path in sorted((ROOT / "tests" / "examples").glob("*.loss"))
+    for spec in _load_all(path)
+]
+
+
+@pytest.mark.parametrize(("path", "name"), LOSSES, ids=lambda v: v if isinstance(v, str) else "")
+def test_several_blocks_compute_what_one_does(path: Path, name: str) -> None:
+    """The emitted eager module with one row a block against the functional module (every
+    library spec and example the blocks apply to), in
     float64, at random valid inputs: the same values and gradients, up to the rounding of
     sums taken in another order (a sum over the rows is the sum of its blocks' sums)."""
     torch = pytest.importorskip("torch")
@@ -105,7 +119,7 @@ def test_several_blocks_compute_what_one_does(name: str) -> None:
     from lossdsl.backends import torch as torch_backend
     from lossdsl.sampling import random_points
 
-    spec = lossdsl.load(ROOT / "specs" / f"{name}.loss")
+    spec = lossdsl.load(path, name)
     source = spec.emit("torch")
     if "_row_blocks(" not in source:
         pytest.skip(f"{name}: not run by blocks")
