@@ -1,6 +1,6 @@
-"""The scratch buffer's statements run a block of rows at a time (lossdsl.backends.blocked):
-which statements can be, what they become, and that the blocks compute what the whole tensors
-do, in several blocks as in one."""
+"""The scratch buffer's statements, or whole functions, run a block of rows at a time
+(lossdsl.backends.blocked): which statements can be, what they become, and that the blocks
+compute what the whole tensors do, in several blocks as in one."""
 
 from __future__ import annotations
 
