@@ -163,3 +163,66 @@ def test_elementwise_library_specs_run_by_blocks_whole() -> None:
         *("kl_div", "log_cosh", "mae", "margin_ranking", "mse", "poisson_nll", "quantile"),
         "smooth_l1",
     }
+
+
+WHOLE = {
+    "x": frozenset({"N", "D"}),
+    "y": frozenset({"N", "D"}),
+    "a": frozenset({"N", "D"}),
+    "b": frozenset({"N", "D"}),
+    "grad_x": frozenset({"N", "D"}),
+    "s": frozenset({"N"}),
+    "k": frozenset(),
+    "m": frozenset(),
+    "value": frozenset(),
+}
+
+
+def _whole(*lines: str) -> list[str] | None:
+    body = [*lines, "return value, grad_x, None"]
+    return blocked.block_rows(body, None, WHOLE.get, ("N", "D"), "x")
+
+
+def test_a_whole_function_by_blocks() -> None:
+    out = _whole(
+        "k = torch.as_tensor(0.5, dtype=dtype)",
+        "a = x - y",
+        "value = torch.sum(a * a, dim=(0, 1), keepdim=True).mul_(k)",
+        "grad_x = a.mul_(k) if needs[0] else None",
+    )
+    assert out is not None
+    before, blocks, parts, grad, loop, part, value, end = out
+    assert before == "k = torch.as_tensor(0.5, dtype=dtype)"
+    assert (blocks, parts) == ("_blocks = _row_blocks(x)", "_part0s = []")
+    assert grad == "grad_x = x.new_empty(x.shape) if needs[0] and len(_blocks) > 1 else None"
+    assert loop.split("\n") == [
+        "for _rows, _scratch in _blocks:",
+        "    a = x[_rows] - y[_rows]",
+        "    _part0s.append(torch.sum(a * a, dim=(0, 1), keepdim=True))",
+        "    if needs[0]:",
+        "        if grad_x is None:",
+        "            grad_x = a.mul_(k)",
+        "        else:",
+        "            torch.mul(a, k, out=grad_x[_rows])",
+    ]
+    assert part.startswith("_part0 = _part0s[0] if len(_part0s) == 1 else torch.sum(torch.cat(")
+    assert (value, end) == ("value = _part0.mul_(k)", "return value, grad_x, None")
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # a row's own sum among the temporaries: not elementwise
+        ("s = torch.sum(x, dim=(1,), keepdim=True)", "grad_x = x * s"),
+        # the loop would read what is computed from the sum over the rows
+        ("m = torch.sum(x, dim=(0, 1), keepdim=True)", "grad_x = x * m"),
+        # moved before the loop, an update of `k` would come before the loop's read of it
+        ("k = torch.as_tensor(2.0, dtype=dtype)", "a = x * k", "m = k.mul_(3)", "grad_x = a"),
+        # a reduction over the rows the blocks cannot combine
+        ("value = torch.logsumexp(x, dim=(0, 1), keepdim=True)", "grad_x = x"),
+        # a sum without keepdim: its blocks' results would not line up
+        ("value = torch.sum(x, dim=(0, 1))", "grad_x = x"),
+    ],
+)
+def test_not_a_whole_function_by_blocks(lines: tuple[str, ...]) -> None:
+    assert _whole(*lines) is None
