@@ -63,14 +63,32 @@ def _is_naive_sigmoid(e: sympy.Basic) -> bool:
 
 
 def _scaled_exp_sum(e: sympy.Basic) -> tuple[sympy.Basic, sympy.Basic, sympy.Basic] | None:
-    """``(a, b, u)`` where ``e`` is ``a + b*exp(u)`` with numbers ``a, b > 0``, else None."""
-    if not (isinstance(e, sympy.Add) and len(e.args) == 2):
+    """``(a, b, u)`` where ``e`` is ``a + b*exp(u)`` for numbers ``a, b > 0`` (once products
+    of sums are multiplied out: ``(exp(u) + 0.25)*exp(6) + 0.25``, what ``exp(6 + log(0.25 +
+    exp(u)))`` becomes), else None."""
+    if not isinstance(e, sympy.Add):
         return None
-    a, term = sorted(e.args, key=lambda x: not x.is_number)
-    b, exp = term.as_coeff_Mul()
-    if a.is_number and a.is_positive and b.is_positive and isinstance(exp, sympy.exp):
-        return a, b, exp.args[0]
+    if any(isinstance(t, sympy.Mul) and any(f.is_Add for f in t.args) for t in e.args):
+        e = sympy.expand_mul(e)
+    terms = sympy.Add.make_args(e)
+    numbers = [t for t in terms if t.is_number]
+    (term, *more) = [t for t in terms if not t.is_number] or [None]
+    if term is None or more or not numbers:
+        return None
+    factors = sympy.Mul.make_args(term)
+    exps = [f for f in factors if not f.is_number]
+    a, b = (
+        _numeral(x) for x in (sympy.Add(*numbers), sympy.Mul(*(f for f in factors if f.is_number)))
+    )
+    if len(exps) == 1 and isinstance(exps[0], sympy.exp) and a.is_positive and b.is_positive:
+        return a, b, exps[0].args[0]
     return None
+
+
+def _numeral(x: sympy.Basic) -> sympy.Basic:
+    """A rational as it is, any other number as one float (``0.25 + 0.25*exp(6)``, which
+    common subexpressions would otherwise split into named parts)."""
+    return x if x.is_Rational else sympy.Float(x.evalf(17))
 
 
 def _naive_sigmoid(e: sympy.Basic) -> sympy.Basic:
@@ -81,32 +99,24 @@ def _naive_sigmoid(e: sympy.Basic) -> sympy.Basic:
     return a ** (-k) * ir.Sigmoid(sympy.log(a / b) - u) ** k
 
 
-def _is_one_plus_exp(e: sympy.Basic) -> bool:
-    return (
-        isinstance(e, sympy.Add)
-        and len(e.args) == 2
-        and sympy.S.One in e.args
-        and any(isinstance(a, sympy.exp) for a in e.args)
-    )
-
-
-def _exp_arg(e: sympy.Basic) -> sympy.Basic:
-    return next(a for a in e.args if isinstance(a, sympy.exp)).args[0]
-
-
 def _is_log_of(cls: type) -> Callable[[sympy.Basic], bool]:
     return lambda e: isinstance(e, sympy.log) and isinstance(e.args[0], cls)
 
 
 def _is_softplus(e: sympy.Basic) -> bool:
+    """``log1p(exp(u))``, or ``log(a + b*exp(u))`` for numbers ``a, b > 0``."""
     if isinstance(e, log1p):
         return isinstance(e.args[0], sympy.exp)
-    return isinstance(e, sympy.log) and _is_one_plus_exp(e.args[0])
+    return isinstance(e, sympy.log) and _scaled_exp_sum(e.args[0]) is not None
 
 
 def _softplus(e: sympy.Basic) -> sympy.Basic:
-    arg = e.args[0]
-    return ir.Softplus(arg.args[0] if isinstance(e, log1p) else _exp_arg(arg))
+    """``log(a + b*exp(u)) = log(a) + softplus(u + log(b/a))``: finite where ``exp(u)``
+    overflows, and so is its derivative (``b*exp(u)/(a + b*exp(u))`` is inf/inf there)."""
+    if isinstance(e, log1p):
+        return ir.Softplus(e.args[0].args[0])
+    a, b, u = _scaled_exp_sum(e.args[0])  # type: ignore[misc]
+    return sympy.log(a) + ir.Softplus(u + sympy.log(b / a))
 
 
 def _is_log_one_plus(e: sympy.Basic) -> bool:
@@ -174,7 +184,8 @@ RULES = (
     ),
     Rule(
         "softplus",
-        "log(1 + exp(x)) = softplus(x) = max(x, 0) + log1p(exp(-abs(x))), which never overflows",
+        "log(1 + exp(x)) = softplus(x) = max(x, 0) + log1p(exp(-abs(x))), which never overflows; "
+        "for numbers a, b > 0, log(a + b*exp(x)) = log(a) + softplus(x + log(b/a))",
         _is_softplus,
         _softplus,
     ),

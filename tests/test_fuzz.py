@@ -249,6 +249,22 @@ def _both(text: str, *args: object) -> list[tuple[np.ndarray, list[np.ndarray]]]
             0.045129493518370507543 + 3.2219336358963531964e-39,
             [[-0.30252881237138292249, -4.3504383471607450126e-37, 0.0, 0.0]],
         ),
+        # the same where `exp(6 + log(0.25 + exp(u)))` is what the denominator adds (SymPy
+        # multiplies the exps out: `(exp(u) + 0.25)*exp(6)`); at [1, 1.5] exp(u) overflows
+        (
+            "loss f(x: Real[N]) { w = exp(2 + x) + 4 \n"
+            "return 8 / (0.25 + exp(6 + log(0.25 + exp(prod(w))))) }",
+            ([-3.0, -2.5],),
+            3.6222920935175360714e-11,
+            [[-6.1385097766126109381e-11, -9.5963674631499330809e-11]],
+        ),
+        (
+            "loss f(x: Real[N]) { w = exp(2 + x) + 4 \n"
+            "return 8 / (0.25 + exp(6 + log(0.25 + exp(prod(w))))) }",
+            ([1.0, 1.5],),
+            0.0,
+            [[0.0, 0.0]],
+        ),
         # `prod` of a sum: the printed argument is parenthesised
         ("loss f(p: Real[N]) { return prod(p - 0.5) }", ([1.0, 2.0],), 0.75, [[1.5, 0.5]]),
     ],

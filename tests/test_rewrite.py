@@ -83,6 +83,11 @@ def test_rule_preserves_the_value(rule: str) -> None:
         ("mean(4 / (0.25 + exp(x)))", "4.0*sigmoid(-1.3862943611198906 - x)"),
         ("mean((2 + 3 * exp(-x))^-2)", "(0.25)*sigmoid(x + log(2/3))^2"),
         ("mean(1 / sqrt(1 + exp(x)))", "sqrt(sigmoid(-x))"),
+        # a product of sums, multiplied out (`exp(6 + log(0.25 + exp(x)))` once SymPy is done)
+        (
+            "mean(1 / ((exp(x) + 0.25) * exp(6) + 0.25))",
+            "0.009890492626539097*sigmoid(-1.3838186759821602 - x)",
+        ),
     ],
 )
 def test_sigmoid_of_a_scaled_exp_sum(body: str, after: str) -> None:
@@ -91,6 +96,21 @@ def test_sigmoid_of_a_scaled_exp_sum(body: str, after: str) -> None:
     spec = spec_of("x: Real[N]", body)
     (applied,) = spec.rewrites
     assert applied.rule == "sigmoid" and applied.after == after
+    same_value(spec, {"N": 3}, seeds=8)
+
+
+@pytest.mark.parametrize(
+    ("body", "after"),
+    [
+        ("mean(log(0.25 + exp(x)))", "softplus(x + 1.3862943611198906) - 1.3862943611198906"),
+        ("mean(log(2 + 3 * exp(-x)))", "softplus(log(1.5) - x) + log(2)"),
+    ],
+)
+def test_softplus_of_a_scaled_exp_sum(body: str, after: str) -> None:
+    """log(a + b*exp(u)) with numbers a, b > 0 is log(a) plus a shifted softplus."""
+    spec = spec_of("x: Real[N]", body)
+    (applied,) = spec.rewrites
+    assert applied.rule == "softplus" and applied.after == after
     same_value(spec, {"N": 3}, seeds=8)
 
 
