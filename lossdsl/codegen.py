@@ -390,6 +390,7 @@ def program(
         assignments, results = sympy.cse(exprs, symbols=temps, order="canonical")
         if tie:
             assignments, results = _name_tied(assignments, results, temps)
+        assignments, results = _inline_numbers(assignments, results)
     bindings = {}
     if plan is not None:
         subs = {loss.param_symbols[k]: constant(v) for k, v in plan.params.items()}
@@ -413,6 +414,25 @@ def program(
         if not differentiated:
             assignments, results = _share_exp(assignments, results, full)
     return Program(list(assignments), list(results), names, dims)
+
+
+def _inline_numbers(
+    assignments: list[tuple[Symbol, sympy.Basic]], results: list[sympy.Basic]
+) -> tuple[list[tuple[Symbol, sympy.Basic]], list[sympy.Basic]]:
+    """Temporaries that are numbers (``0.25 + 0.25*exp(6)``, met twice) put back where they
+    are used: the printer writes a number as one float literal, and a named one inside a
+    function would reach `torch.log` as a Python float."""
+    numbers: dict[Symbol, sympy.Basic] = {}
+    kept = []
+    for temp, rhs in assignments:
+        rhs = rhs.xreplace(numbers)
+        if rhs.is_number:
+            numbers[temp] = rhs
+        else:
+            kept.append((temp, rhs))
+    if not numbers:
+        return assignments, results
+    return kept, [r.xreplace(numbers) for r in results]
 
 
 def tie_reductions(value: sympy.Basic, grads: list[sympy.Basic]) -> sympy.Basic:

@@ -262,3 +262,20 @@ def test_sigmoid_pairs_become_one_sign_free_factor() -> None:
         got = float(pair.written().subs(u, point))
         assert math.isclose(got, want, rel_tol=1e-12)
     assert pair.written() == e / (1 + e) ** 2
+
+
+def test_a_number_met_twice_stays_a_number() -> None:
+    """`0.25 + 0.25*exp(6)` twice: common subexpressions named it, and `log` of the name
+    reached `torch.log` as a Python float (a TypeError at call time). Numbers stay inline."""
+    c = 0.25 + 0.25 * math.exp(6)
+    spec = lossdsl.parse(
+        "loss f(x: Real[N]) {\n"
+        "    return sum(x * log(0.25 + 0.25*exp(6))) / (0.25 + 0.25*exp(6))"
+        " + sum(x*x) * (0.25 + 0.25*exp(6))\n}"
+    )
+    for mode in ("eager", "compiled"):
+        x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+        value = spec.compile("torch", mode=mode)(x)
+        value.backward()
+        assert math.isclose(value.item(), 3 * math.log(c) / c + 3 * c, rel_tol=1e-12)
+        torch.testing.assert_close(x.grad, torch.full((3,), math.log(c) / c + 2 * c).double())
