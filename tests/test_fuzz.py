@@ -265,6 +265,15 @@ def _both(text: str, *args: object) -> list[tuple[np.ndarray, list[np.ndarray]]]
             0.0,
             [[0.0, 0.0]],
         ),
+        # log(0.25 + exp(u)) where exp(u) overflows (NumPy's naive value is 0 there; the true
+        # one, kept by softplus, is not): checked against mpmath
+        (
+            "loss f(x: Real[N]) { y = x + 6 \n z = log(0.25 + exp(prod(y))) \n"
+            "return 8 / (0.25 + softplus(6 + z)) }",
+            ([30.0, 30.0],),
+            0.0061432136686504127472,
+            [[-0.00016982583380411968431, -0.00016982583380411968431]],
+        ),
         # `prod` of a sum: the printed argument is parenthesised
         ("loss f(p: Real[N]) { return prod(p - 0.5) }", ([1.0, 2.0],), 0.75, [[1.5, 0.5]]),
     ],
