@@ -274,6 +274,13 @@ def _both(text: str, *args: object) -> list[tuple[np.ndarray, list[np.ndarray]]]
             0.0061432136686504127472,
             [[-0.00016982583380411968431, -0.00016982583380411968431]],
         ),
+        # a function of sizes alone that JAX refuses an int for (`jax.nn.sigmoid(n_N)`)
+        (
+            "loss f(x: Real[N]) { return sigmoid(sum(size(N))) }",
+            ([1.0, 2.0],),
+            1 / (1 + np.exp(-2.0)),
+            [[0.0, 0.0]],
+        ),
         # `prod` of a sum: the printed argument is parenthesised
         ("loss f(p: Real[N]) { return prod(p - 0.5) }", ([1.0, 2.0],), 0.75, [[1.5, 0.5]]),
     ],
