@@ -88,11 +88,12 @@ class TensorPrinter(PythonCodePrinter):
     def _arg(self, expr: Any) -> str:
         return self.as_array(expr, self._print(expr))
 
-    def as_array(self, expr: Any, printed: str) -> str:
-        """``printed`` (the code of ``expr``), as an array if ``expr`` depends on sizes alone."""
+    def as_array(self, expr: Any, printed: str, template: str | None = None) -> str:
+        """``printed`` (the code of ``expr``), as an array (``template``, by default
+        ``SCALAR``) if ``expr`` depends on sizes alone."""
         symbols = getattr(expr, "free_symbols", set())
         if symbols and all(_is_size(s) for s in symbols):
-            return self.SCALAR.format(x=printed)
+            return (template or self.SCALAR).format(x=printed)
         return printed
 
     # The generic fallback names the backend and the node, never prints Python that fails later.

@@ -158,7 +158,7 @@ def block_rows(
         if isinstance(value, ast.IfExp) and _is_none(value.orelse):  # `x if needs[k] else None`
             gate, value = ast.unparse(value.test), value.body
         reads = _names(value)
-        rowed = any(r == "_scratch" or r in local or first in (dims(r) or ()) for r in reads)
+        rowed = _reads(value, dims, first, local)
         result = dims(name)
         if result is None and isinstance(value, ast.Name):  # an alias (`grad_x = t3`)
             result = dims(value.id)
@@ -330,7 +330,7 @@ def _blocked(
     loop = f"for {ROWS}, _scratch in {BLOCKS}:"
     if result != full:  # a row sum or the like: the blocks' results, joined
         joined = f"torch.cat([{text} {loop[:-1]}])"
-        return [f"{name} = {joined}" + (f" if {gate} else None" if gate else "")]
+        return [_gated(f"{name} = {joined}", gate)]
     if base is None:
         return None
     # one statement, header and body, so that `del`s after its last uses follow all of it

@@ -24,7 +24,7 @@ import sympy
 from sympy.core.symbol import Str
 
 from lossdsl import ir
-from lossdsl.backends.base import TensorPrinter, _is_size, install_table
+from lossdsl.backends.base import TensorPrinter, install_table
 from lossdsl.backends.module import (
     Dialect,
     arg_names,
@@ -97,11 +97,7 @@ class JaxPrinter(TensorPrinter):
     # A function's argument of sizes alone as an array of the loss's dtype (`jax.nn.sigmoid`
     # refuses a Python int); elsewhere sizes stay Python numbers.
     def _arg(self, expr: Any) -> str:
-        printed = self._print(expr)
-        symbols = getattr(expr, "free_symbols", set())
-        if symbols and all(_is_size(s) for s in symbols):
-            return f"jnp.asarray({printed}, dtype=dtype)"
-        return printed
+        return self.as_array(expr, self._print(expr), "jnp.asarray({x}, dtype=dtype)")
 
     def __init__(
         self, layout: Layout, names: dict[sympy.Symbol, str], spans: dict[Any, Span] | None = None
